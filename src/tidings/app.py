@@ -1,0 +1,133 @@
+"""The FastAPI application factory. Nothing connects at import: the lifespan does."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tidings import __version__
+from tidings.auth.endpoints import router as auth_router
+from tidings.channels.endpoints import router as channels_router
+from tidings.config import Settings
+from tidings.crypto import SecretBox
+from tidings.db.engine import Database
+from tidings.db.session import StateDep
+from tidings.errors import TidingsError
+from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
+from tidings.state import AppState
+
+log = logging.getLogger("tidings")
+
+
+def _jsonable(value: Any) -> Any:
+    """Pydantic error contexts can hold exceptions and other objects: keep JSON, else str."""
+    try:
+        return jsonable_encoder(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
+    errors = []
+    for err in exc.errors():
+        loc = list(err.get("loc", ()))
+        # Body errors are paths into the JSON document; query/header/path keep their location.
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        errors.append(
+            {
+                "message": err.get("msg", "invalid"),
+                "path": loc,
+                "type": err.get("type", "value_error"),
+                "context": {k: _jsonable(v) for k, v in (err.get("ctx") or {}).items()},
+            }
+        )
+    return {"error": errors}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as `{"message"}` or the 422 `{"error": [...]}` shape, never a trace."""
+
+    @app.exception_handler(TidingsError)
+    async def _tidings_error(_: Request, exc: TidingsError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(_validation_error(exc), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:
+        return JSONResponse(
+            {"message": "the post was changed by another request at the same time; reload it"},
+            status_code=409,
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        log.error("database error", exc_info=exc)
+        return JSONResponse({"message": "database unavailable; try again"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse({"message": "internal error"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; engines and clients are created when it starts, closed when it stops."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database.connect(
+            settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+        app.state.tidings = AppState(
+            settings=settings, db=db, box=SecretBox(settings.resolved_secret_key)
+        )
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="Tidings",
+        version=__version__,
+        description="Compose once, approve, publish at an exact instant to many channels.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(channels_router)
+    app.include_router(scheduled_posts_router)
+
+    @app.get("/health", tags=["operations"])
+    async def health(state: StateDep) -> JSONResponse:
+        """Liveness: whether the database answers."""
+        try:
+            async with state.db.reader() as session:
+                await session.execute(text("SELECT 1"))
+        except (DBAPIError, OSError) as exc:
+            return JSONResponse(
+                {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+    return app

@@ -1,0 +1,1 @@
+"""People (users, sessions) and machines (API keys) proving who they are."""

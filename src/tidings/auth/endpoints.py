@@ -1,0 +1,76 @@
+"""Sign in and out; ask who you are."""
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Request, Response, status
+
+from tidings.auth import service
+from tidings.auth.deps import SESSION_COOKIE, CurrentPrincipal, require_session
+from tidings.auth.schemas import LoginRequest, LoginResponse, WhoAmI
+from tidings.db.session import SessionDep, StateDep
+from tidings.workspaces.models import Membership
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/login", response_model=LoginResponse)
+async def login(
+    body: LoginRequest, response: Response, session: SessionDep, state: StateDep
+) -> LoginResponse:
+    """Sign a person in: sets the session cookie and returns the CSRF token for writes."""
+    ttl = timedelta(minutes=state.settings.session_ttl_minutes)
+    new = await service.login(
+        session,
+        email=body.email,
+        password=body.password,
+        workspace_id=body.workspaceId,
+        now=datetime.now(UTC),
+        ttl=ttl,
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        new.token,
+        max_age=int(ttl.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.secure_cookies,
+        path="/",
+    )
+    membership = await session.get(Membership, (new.record.workspace_id, new.record.user_id))
+    assert membership is not None
+    return LoginResponse(
+        csrfToken=new.record.csrf_token,
+        userId=new.record.user_id,
+        workspaceId=new.record.workspace_id,
+        role=membership.role.value,
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    request: Request, principal: CurrentPrincipal, session: SessionDep, state: StateDep
+) -> Response:
+    """End the current session (needs the session cookie and X-CSRF-Token)."""
+    require_session(request, principal)
+    await service.logout(session, request.state.user_session)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.secure_cookies,
+    )
+    return response
+
+
+@router.get("/me", response_model=WhoAmI)
+async def me(principal: CurrentPrincipal) -> WhoAmI:
+    """Who the request is authenticated as, and in which workspace."""
+    return WhoAmI(
+        workspaceId=principal.workspace_id,
+        actor=principal.actor.value,
+        method=principal.method.value,
+        userId=principal.user_id,
+        apiKeyId=principal.api_key_id,
+    )

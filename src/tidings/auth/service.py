@@ -1,0 +1,239 @@
+"""Passwords, API keys (HMAC-signed and Bearer requests) and browser sessions."""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.auth.models import ApiKey, User, UserSession
+from tidings.auth.principal import AuthMethod, Principal
+from tidings.crypto import SecretBox
+from tidings.errors import NotFound, Unauthorized
+from tidings.ids import new_id
+from tidings.scheduled_posts.lifecycle import Actor
+from tidings.timefmt import parse_iso_instant
+from tidings.workspaces.models import Membership, Workspace
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so a miss costs as much as a wrong password.
+_DUMMY_HASH = _hasher.hash("tidings-dummy-password")
+TOKEN_SEPARATOR = "."
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def sign(secret: str, x_date: str) -> str:
+    """The `x-signature` for a request: lowercase hex HMAC-SHA256 of the exact `x-date`."""
+    return hmac.new(secret.encode(), x_date.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str
+
+    @property
+    def token(self) -> str:
+        """The Bearer token: the key id and its secret, so one key works both ways."""
+        return f"{self.key.id}{TOKEN_SEPARATOR}{self.secret}"
+
+
+async def create_api_key(
+    session: AsyncSession, box: SecretBox, workspace_id: str, name: str, now: datetime
+) -> IssuedKey:
+    if await session.get(Workspace, workspace_id) is None:
+        raise NotFound(f"workspace {workspace_id} does not exist")
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=new_id("key"),
+        workspace_id=workspace_id,
+        name=name,
+        secret_encrypted=box.seal(secret),
+        created_at=now,
+    )
+    session.add(key)
+    await session.flush()
+    return IssuedKey(key, secret)
+
+
+async def revoke_api_key(session: AsyncSession, key_id: str, now: datetime) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} does not exist")
+    if key.revoked_at is None:
+        key.revoked_at = now
+        await session.flush()
+    return key
+
+
+async def _usable_key(session: AsyncSession, box: SecretBox, key_id: str) -> tuple[ApiKey, str]:
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise Unauthorized("unknown API key")
+    if key.revoked_at is not None:
+        raise Unauthorized("API key has been revoked")
+    secret = box.open(key.secret_encrypted)
+    if secret is None:
+        # Sealed under another TIDINGS_SECRET_KEY: the key can no longer be verified.
+        raise Unauthorized("API key cannot be verified with this server's secret key; re-issue it")
+    return key, secret
+
+
+def _key_principal(key: ApiKey, method: AuthMethod) -> Principal:
+    return Principal(
+        workspace_id=key.workspace_id, actor=Actor.API_KEY, method=method, api_key_id=key.id
+    )
+
+
+async def authenticate_signature(
+    session: AsyncSession,
+    box: SecretBox,
+    *,
+    key_id: str,
+    x_date: str | None,
+    signature: str | None,
+    now: datetime,
+    max_future: timedelta,
+    max_age: timedelta,
+) -> Principal:
+    """Check an `x-api-key` / `x-date` / `x-signature` request; each failure says which."""
+    key, secret = await _usable_key(session, box, key_id)
+    if not x_date:
+        raise Unauthorized("missing x-date header")
+    if not signature:
+        raise Unauthorized("missing x-signature header")
+    try:
+        signed_at = parse_iso_instant(x_date)
+    except ValueError as exc:
+        raise Unauthorized(f"x-date is not an ISO-8601 timestamp with an offset: {exc}") from None
+    age = now - signed_at
+    if age < -max_future:
+        raise Unauthorized(
+            f"x-date is {-age.total_seconds():.1f} s in the future; "
+            f"at most {max_future.total_seconds():g} s is accepted"
+        )
+    if age > max_age:
+        raise Unauthorized(
+            f"x-date is stale: {age.total_seconds():.1f} s old; "
+            f"at most {max_age.total_seconds():g} s is accepted"
+        )
+    if not hmac.compare_digest(sign(secret, x_date), signature):
+        raise Unauthorized("invalid signature: x-signature is not HMAC-SHA256(secret, x-date)")
+    return _key_principal(key, AuthMethod.SIGNATURE)
+
+
+async def authenticate_bearer(session: AsyncSession, box: SecretBox, token: str) -> Principal:
+    key_id, sep, presented = token.partition(TOKEN_SEPARATOR)
+    if not sep or not key_id or not presented:
+        raise Unauthorized("malformed Bearer token")
+    key, secret = await _usable_key(session, box, key_id)
+    if not hmac.compare_digest(secret.encode(), presented.encode()):
+        raise Unauthorized("invalid Bearer token")
+    return _key_principal(key, AuthMethod.BEARER)
+
+
+def _session_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str
+    record: UserSession
+
+
+async def login(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    workspace_id: str | None,
+    now: datetime,
+    ttl: timedelta,
+) -> NewSession:
+    """Start a browser session in one of the person's workspaces (their first by default)."""
+    user = (
+        await session.execute(select(User).where(User.email == email.strip().lower()))
+    ).scalar_one_or_none()
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        raise Unauthorized("invalid email or password")
+    if not verify_password(user.password_hash, password):
+        raise Unauthorized("invalid email or password")
+    query = select(Membership).where(Membership.user_id == user.id)
+    if workspace_id is not None:
+        query = query.where(Membership.workspace_id == workspace_id)
+    membership = (
+        (await session.execute(query.order_by(Membership.created_at, Membership.workspace_id)))
+        .scalars()
+        .first()
+    )
+    if membership is None:
+        raise Unauthorized(
+            "this account is not a member of that workspace"
+            if workspace_id
+            else "this account is not a member of any workspace"
+        )
+    token = secrets.token_urlsafe(32)
+    record = UserSession(
+        token_hash=_session_token_hash(token),
+        user_id=user.id,
+        workspace_id=membership.workspace_id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(record)
+    # Expired sessions are swept here rather than by a separate job.
+    await session.execute(
+        delete(UserSession)
+        .where(UserSession.expires_at <= now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.flush()
+    return NewSession(token, record)
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    principal: Principal
+    record: UserSession
+
+
+async def authenticate_session(
+    session: AsyncSession, token: str, now: datetime
+) -> ActiveSession | None:
+    """The signed-in person behind a session cookie, or None when it is unknown or expired."""
+    record = await session.get(UserSession, _session_token_hash(token))
+    if record is None or record.expires_at <= now:
+        return None
+    membership = await session.get(Membership, (record.workspace_id, record.user_id))
+    if membership is None:
+        return None
+    principal = Principal(
+        workspace_id=record.workspace_id,
+        actor=Actor(membership.role.value),
+        method=AuthMethod.SESSION,
+        user_id=record.user_id,
+    )
+    return ActiveSession(principal, record)
+
+
+async def logout(session: AsyncSession, record: UserSession) -> None:
+    await session.delete(record)
+    await session.flush()

@@ -1,0 +1,1 @@
+"""Channels: the accounts a workspace publishes to."""

@@ -1,0 +1,75 @@
+"""HTTP routes of /channels."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, status
+
+from tidings.auth.deps import CurrentPrincipal
+from tidings.channels import service
+from tidings.channels.models import Channel, ChannelStatus
+from tidings.channels.schemas import ChannelCreate, ChannelList, ChannelOut, ChannelUpdate
+from tidings.db.session import SessionDep
+
+router = APIRouter(prefix="/channels", tags=["channels"])
+
+
+def _out(channel: Channel) -> ChannelOut:
+    return ChannelOut(
+        id=channel.id,
+        platform=channel.platform,
+        name=channel.name,
+        status=channel.status.value,
+        options=channel.options or {},
+        createdAt=channel.created_at,
+        updatedAt=channel.updated_at,
+    )
+
+
+@router.get("", response_model=ChannelList)
+async def list_channels(principal: CurrentPrincipal, session: SessionDep) -> ChannelList:
+    """List the workspace's channels."""
+    channels = await service.list_channels(session, principal.workspace_id)
+    return ChannelList(data=[_out(c) for c in channels])
+
+
+@router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED)
+async def add_channel(
+    body: ChannelCreate, principal: CurrentPrincipal, session: SessionDep
+) -> ChannelOut:
+    """Add a channel (sandbox channels take fault-injection options)."""
+    service.authorize_manage(principal)
+    channel = await service.add_channel(
+        session,
+        workspace_id=principal.workspace_id,
+        platform=body.platform,
+        name=body.name,
+        options=body.options,
+        now=datetime.now(UTC),
+    )
+    return _out(channel)
+
+
+@router.get("/{channel_id}", response_model=ChannelOut)
+async def get_channel(
+    channel_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ChannelOut:
+    """Read one channel."""
+    return _out(await service.get_channel(session, principal.workspace_id, channel_id))
+
+
+@router.patch("/{channel_id}", response_model=ChannelOut)
+async def update_channel(
+    channel_id: str, body: ChannelUpdate, principal: CurrentPrincipal, session: SessionDep
+) -> ChannelOut:
+    """Rename a channel, replace its options, or disable and re-enable it."""
+    service.authorize_manage(principal)
+    channel = await service.get_channel(session, principal.workspace_id, channel_id)
+    if body.name is not None:
+        channel.name = body.name
+    if body.options is not None:
+        channel.options = dict(body.options)
+    if body.status is not None:
+        channel.status = ChannelStatus(body.status)
+    channel.updated_at = datetime.now(UTC)
+    await session.flush()
+    return _out(channel)

@@ -1,0 +1,30 @@
+"""The channel table."""
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tidings.db.base import Base, TimestampMixin, str_enum
+
+
+class ChannelStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    NEEDS_RECONNECT = "NEEDS_RECONNECT"
+    DISABLED = "DISABLED"
+
+
+class Channel(TimestampMixin, Base):
+    __tablename__ = "channels"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    platform: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[ChannelStatus] = mapped_column(
+        str_enum(ChannelStatus), default=ChannelStatus.ACTIVE
+    )
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

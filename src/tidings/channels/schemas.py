@@ -1,0 +1,45 @@
+"""Request and response bodies of /channels."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from tidings.platforms import PLATFORMS
+
+OptionKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+OptionValue = str | int | float | bool
+ChannelOptions = Annotated[dict[OptionKey, OptionValue], Field(max_length=50)]
+ChannelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+PlatformName = Literal["sandbox"]
+assert set(PlatformName.__args__) == set(PLATFORMS)  # type: ignore[attr-defined]
+
+
+class ChannelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    platform: PlatformName
+    name: ChannelName
+    options: ChannelOptions = Field(default_factory=dict)
+
+
+class ChannelUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ChannelName | None = None
+    options: ChannelOptions | None = Field(default=None, description="Replaces all options.")
+    status: Literal["ACTIVE", "DISABLED"] | None = None
+
+
+class ChannelOut(BaseModel):
+    id: str
+    platform: str
+    name: str
+    status: str
+    options: dict[str, OptionValue]
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class ChannelList(BaseModel):
+    data: list[ChannelOut]

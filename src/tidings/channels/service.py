@@ -1,0 +1,91 @@
+"""Add, list and change a workspace's channels."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.auth.principal import Principal
+from tidings.channels.models import Channel, ChannelStatus
+from tidings.errors import BadRequest, Forbidden, NotFound
+from tidings.ids import new_id
+from tidings.platforms import PLATFORMS
+from tidings.platforms.base import ChannelFacts
+from tidings.scheduled_posts.lifecycle import Actor
+from tidings.workspaces.service import get_workspace
+
+_MANAGERS = frozenset({Actor.OWNER, Actor.ADMIN, Actor.API_KEY})
+
+
+def authorize_manage(principal: Principal) -> None:
+    if principal.actor not in _MANAGERS:
+        raise Forbidden(f"role {principal.actor.value} cannot manage channels; owner or admin can")
+
+
+async def add_channel(
+    session: AsyncSession,
+    *,
+    workspace_id: str,
+    platform: str,
+    name: str,
+    options: dict[str, Any],
+    now: datetime,
+) -> Channel:
+    await get_workspace(session, workspace_id)
+    if platform not in PLATFORMS:
+        raise BadRequest(
+            f"unknown platform {platform!r}; supported: {', '.join(sorted(PLATFORMS))}"
+        )
+    if not name.strip():
+        raise BadRequest("channel name must not be empty")
+    channel = Channel(
+        id=new_id("ch"),
+        workspace_id=workspace_id,
+        platform=platform,
+        name=name.strip(),
+        status=ChannelStatus.ACTIVE,
+        options=dict(options),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(channel)
+    await session.flush()
+    return channel
+
+
+async def list_channels(session: AsyncSession, workspace_id: str) -> Sequence[Channel]:
+    result = await session.execute(
+        select(Channel).where(Channel.workspace_id == workspace_id).order_by(Channel.id)
+    )
+    return result.scalars().all()
+
+
+async def get_channel(session: AsyncSession, workspace_id: str, channel_id: str) -> Channel:
+    channel = await session.get(Channel, channel_id)
+    if channel is None or channel.workspace_id != workspace_id:
+        raise NotFound(f"channel {channel_id} not found")
+    return channel
+
+
+async def channels_by_id(
+    session: AsyncSession, workspace_id: str, channel_ids: Sequence[str]
+) -> dict[str, Channel]:
+    """The workspace's channels among `channel_ids` (ids of other workspaces are absent)."""
+    if not channel_ids:
+        return {}
+    result = await session.execute(
+        select(Channel).where(Channel.workspace_id == workspace_id, Channel.id.in_(channel_ids))
+    )
+    return {c.id: c for c in result.scalars()}
+
+
+def facts(channel: Channel) -> ChannelFacts:
+    return ChannelFacts(
+        id=channel.id,
+        platform=channel.platform,
+        name=channel.name,
+        status=channel.status.value,
+        options=dict(channel.options or {}),
+    )

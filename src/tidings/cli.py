@@ -1,0 +1,252 @@
+"""The `tidings` command: serve, migrate, and manage workspaces, people, keys and channels."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.auth import service as auth_service
+from tidings.channels import service as channel_service
+from tidings.config import Settings
+from tidings.crypto import SecretBox
+from tidings.db import migrate as migrations
+from tidings.db.engine import Database
+from tidings.errors import TidingsError
+from tidings.workspaces import service as workspace_service
+from tidings.workspaces.models import Role
+
+app = typer.Typer(
+    help="Tidings: compose once, approve, publish at an exact instant.", no_args_is_help=True
+)
+workspaces_app = typer.Typer(help="Create workspaces.", no_args_is_help=True)
+users_app = typer.Typer(help="Add people to workspaces.", no_args_is_help=True)
+keys_app = typer.Typer(help="Issue and revoke API keys.", no_args_is_help=True)
+channels_app = typer.Typer(help="Add channels to publish to.", no_args_is_help=True)
+app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(channels_app, name="channels")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id (ws_…).")]
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        _fail(f"invalid configuration: {exc}", as_json=False)
+        raise  # unreachable: _fail exits
+
+
+def _fail(message: str, *, as_json: bool) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"message": message}), err=True)
+    else:
+        typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _run(work: Callable[[AsyncSession, Settings], Awaitable[T]], *, as_json: bool) -> T:
+    """Run one unit of work in one transaction against the configured database."""
+    settings = _settings()
+    url = settings.resolved_database_url
+    migrations.upgrade(url)
+
+    async def main() -> T:
+        db = Database.connect(url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        try:
+            async with db.transaction() as session:
+                return await work(session, settings)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except TidingsError as exc:
+        _fail(exc.message, as_json=as_json)
+
+
+def _emit(result: dict[str, Any], as_json: bool, human: str) -> None:
+    typer.echo(json.dumps(result, indent=2) if as_json else human)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Migrate the database, then run the API in this process."""
+    import uvicorn
+
+    from tidings.app import create_app
+
+    settings = _settings()
+    migrations.upgrade(settings.resolved_database_url)
+    settings.resolved_secret_key  # noqa: B018 - create the key file before serving
+    typer.echo(f"Tidings on http://{host}:{port} (database: {_redacted(settings)})", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def _redacted(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+@app.command()
+def migrate(as_json: JsonFlag = False) -> None:
+    """Apply every pending migration to TIDINGS_DATABASE_URL."""
+    settings = _settings()
+    try:
+        migrations.upgrade(settings.resolved_database_url)
+    except Exception as exc:
+        _fail(f"migration failed: {exc}", as_json=as_json)
+    _emit({"database": _redacted(settings), "migrated": True}, as_json, "database is up to date")
+
+
+@workspaces_app.command("create")
+def workspaces_create(
+    name: Annotated[str, typer.Argument(help="The workspace's name.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone for display.")] = "UTC",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a workspace."""
+
+    async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
+        ws = await workspace_service.create_workspace(session, name, _now(), timezone)
+        return {"id": ws.id, "name": ws.name, "timezone": ws.timezone}
+
+    result = _run(work, as_json=as_json)
+    _emit(result, as_json, f"created workspace {result['id']} ({result['name']})")
+
+
+@users_app.command("create")
+def users_create(
+    workspace: WorkspaceOpt,
+    email: Annotated[str, typer.Option(help="Sign-in email.")],
+    password: Annotated[str, typer.Option(help="Sign-in password (at least 8 characters).")],
+    role: Annotated[Role, typer.Option(help="Role in the workspace.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a person to a workspace with a role."""
+
+    async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
+        user, membership = await workspace_service.add_member(
+            session, workspace_id=workspace, email=email, password=password, role=role, now=_now()
+        )
+        return {
+            "id": user.id,
+            "email": user.email,
+            "workspace": membership.workspace_id,
+            "role": membership.role.value,
+        }
+
+    result = _run(work, as_json=as_json)
+    _emit(result, as_json, f"created user {result['id']} ({result['email']}, {result['role']})")
+
+
+@keys_app.command("create")
+def keys_create(
+    workspace: WorkspaceOpt,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue an API key; its secret and token are shown only now."""
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        box = SecretBox(settings.resolved_secret_key)
+        issued = await auth_service.create_api_key(session, box, workspace, name, _now())
+        return {
+            "id": issued.key.id,
+            "name": issued.key.name,
+            "workspace": issued.key.workspace_id,
+            "secret": issued.secret,
+            "token": issued.token,
+        }
+
+    result = _run(work, as_json=as_json)
+    _emit(
+        result,
+        as_json,
+        f"API key {result['id']}\n  secret: {result['secret']}\n  token:  {result['token']}\n"
+        "The secret is shown only now: keep it somewhere safe.",
+    )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (key_…).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke an API key: requests signed with it are refused from now on."""
+
+    async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
+        key = await auth_service.revoke_api_key(session, key_id, _now())
+        assert key.revoked_at is not None
+        return {"id": key.id, "revokedAt": key.revoked_at.isoformat().replace("+00:00", "Z")}
+
+    result = _run(work, as_json=as_json)
+    _emit(result, as_json, f"revoked {result['id']}")
+
+
+def _parse_options(pairs: list[str], as_json: bool) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--option expects key=value, got {pair!r}", as_json=as_json)
+        options[key.strip()] = value
+    return options
+
+
+@channels_app.command("add")
+def channels_add(
+    workspace: WorkspaceOpt,
+    platform: Annotated[str, typer.Option(help="Platform, e.g. sandbox.")],
+    name: Annotated[str, typer.Option(help="The channel's display name.")],
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Platform option key=value (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a channel to a workspace."""
+    options = _parse_options(option or [], as_json)
+
+    async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
+        channel = await channel_service.add_channel(
+            session,
+            workspace_id=workspace,
+            platform=platform,
+            name=name,
+            options=options,
+            now=_now(),
+        )
+        return {
+            "id": channel.id,
+            "workspace": channel.workspace_id,
+            "platform": channel.platform,
+            "name": channel.name,
+            "status": channel.status.value,
+            "options": channel.options,
+        }
+
+    result = _run(work, as_json=as_json)
+    _emit(result, as_json, f"added channel {result['id']} ({result['platform']}: {result['name']})")
+
+
+def main() -> None:
+    app(prog_name="tidings")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Settings for a Tidings process, read from `TIDINGS_*` environment variables."""
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret_key"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to know; one instance is built at start-up and passed down.
+
+    `mode` decides how forgiving the settings are: `embedded` (the default, for
+    `tidings serve` on one machine) generates a secret key and keeps it in the data
+    directory; `production` refuses to start without an explicit `TIDINGS_SECRET_KEY`
+    and sends cookies only over HTTPS.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+
+    mode: Literal["embedded", "production"] = "embedded"
+    data_dir: Path = Path(".tidings")
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://… or sqlite:///…; SQLite in the data directory when unset.",
+    )
+    secret_key: SecretStr | None = None
+    session_ttl_minutes: int = Field(default=12 * 60, ge=1)
+    # The signed-request clock window: server_time - x_date must be within [-skew, +max_age].
+    signature_max_future_seconds: float = 5.0
+    signature_max_age_seconds: float = 60.0
+    sqlite_busy_timeout_ms: int = 30_000
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.mode == "production":
+            key = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(key) < MIN_SECRET_KEY_LENGTH:
+                raise ValueError(
+                    "TIDINGS_SECRET_KEY must be set to at least "
+                    f"{MIN_SECRET_KEY_LENGTH} characters in production mode"
+                )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or SQLite inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tidings.db').resolve()}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.mode == "production"
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The key that encrypts secrets at rest; generated once and kept in embedded mode."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / SECRET_KEY_FILE
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # O_EXCL: two processes starting at once must not each write a different key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key

@@ -1,0 +1,107 @@
+"""Engines and session makers for SQLite (embedded) and PostgreSQL (scale-out)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+
+
+def async_url(url: str) -> URL:
+    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async driver for them."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend not in _ASYNC_DRIVERS:
+        raise ValueError(
+            f"unsupported database URL {parsed.render_as_string()!r}: use postgresql or sqlite"
+        )
+    return parsed.set(drivername=_ASYNC_DRIVERS[backend])
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    """WAL, a busy timeout, foreign keys, and transactions begun the way we ask.
+
+    pysqlite's own implicit BEGIN is turned off so that write transactions can start with
+    `BEGIN IMMEDIATE`: a writer then waits for the lock up front instead of failing with
+    "database is locked" when it upgrades a read snapshot that another writer has moved past.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> AsyncEngine:
+    """An async engine for `url`, tuned for its backend."""
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed)
+        _configure_sqlite(engine, sqlite_busy_timeout_ms)
+        return engine
+    return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+@dataclass
+class Database:
+    """The engine and the two session makers a process uses.
+
+    `reader` sessions are for requests that only read; `writer` sessions start their
+    transaction as a writer on SQLite (on PostgreSQL both are the same).
+    """
+
+    engine: AsyncEngine
+    reader: async_sessionmaker[AsyncSession]
+    writer: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def connect(cls, url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> "Database":
+        engine = create_engine(url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+        write_bind = engine
+        if engine.dialect.name == "sqlite":
+            write_bind = engine.execution_options(sqlite_begin="IMMEDIATE")
+        return cls(
+            engine=engine,
+            reader=async_sessionmaker(engine, expire_on_commit=False),
+            writer=async_sessionmaker(write_bind, expire_on_commit=False),
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction for a job or command: commit on success, roll back on error."""
+        async with self.writer() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise

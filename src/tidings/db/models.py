@@ -1,0 +1,24 @@
+"""Every table, imported in one place so Alembic and tests see the whole schema."""
+
+from tidings.auth.models import ApiKey, User, UserSession
+from tidings.channels.models import Channel
+from tidings.db.base import Base
+from tidings.publishing.models import Task
+from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
+from tidings.workspaces.models import Membership, Workspace
+
+metadata = Base.metadata
+
+__all__ = [
+    "ApiKey",
+    "Channel",
+    "Membership",
+    "PostEvent",
+    "ScheduledPost",
+    "Target",
+    "Task",
+    "User",
+    "UserSession",
+    "Workspace",
+    "metadata",
+]

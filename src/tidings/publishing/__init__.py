@@ -1,0 +1,1 @@
+"""The publishing engine: durable tasks in the database, claimed by workers."""

@@ -1,0 +1,1 @@
+"""Scheduled posts: the mutable lifecycle from draft through approval to publishing."""

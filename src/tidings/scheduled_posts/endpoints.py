@@ -1,0 +1,262 @@
+"""HTTP routes of /scheduled-posts: parse, authorise, call the service, shape the response."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from tidings.auth.deps import CurrentPrincipal
+from tidings.db.session import SessionDep
+from tidings.errors import RequestShapeError
+from tidings.scheduled_posts import service
+from tidings.scheduled_posts.lifecycle import Action, PostStatus
+from tidings.scheduled_posts.models import ScheduledPost
+from tidings.scheduled_posts.schemas import (
+    ApproveRequest,
+    Instant,
+    MediumData,
+    PostEventList,
+    PostEventOut,
+    RejectRequest,
+    ScheduledPostCreate,
+    ScheduledPostOut,
+    ScheduledPostPage,
+    ScheduledPostUpdate,
+)
+from tidings.scheduled_posts.service import ActionRequest, PostFilter
+
+router = APIRouter(prefix="/scheduled-posts", tags=["scheduled posts"])
+MAX_PAGE = 100
+
+
+def to_document(post: ScheduledPost) -> ScheduledPostOut:
+    """The API document of a post (its targets and their channels must be loaded)."""
+    return ScheduledPostOut(
+        id=post.id,
+        orgId=post.workspace_id,
+        type=post.type,
+        media=post.media,
+        mediaType=post.media_type,
+        scheduledFor=post.scheduled_for,
+        timezone=post.timezone,
+        taskId=post.task_id,
+        status=post.status,
+        notes=post.notes,
+        mediumsData={
+            t.channel_id: MediumData(
+                caption=t.caption,
+                firstComment=t.first_comment,
+                options=t.options or {},
+                mediumType=t.channel.platform,
+                mediumName=t.channel.name,
+                failedToPublish=t.status is not None and t.status.value == "FAILED",
+                status=t.status.value if t.status is not None else None,
+                externalPostId=t.external_post_id,
+                externalUrl=t.external_url,
+                publishedAt=t.published_at,
+                attemptCount=t.attempt_count,
+                errorCode=t.error_code,
+                errorMessage=t.error_message,
+            )
+            for t in post.targets
+        },
+        createdBy=post.created_by,
+        approvedBy=post.approved_by,
+        approvedAt=post.approved_at,
+        rejectedBy=post.rejected_by,
+        rejectedAt=post.rejected_at,
+        createdAt=post.created_at,
+        updatedAt=post.updated_at,
+        revision=post.revision,
+    )
+
+
+def _expected_revision(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise RequestShapeError(
+            "If-Match must be the post's revision number", ["header", "If-Match"], "int_parsing"
+        )
+    return int(text)
+
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="Optional: the revision you last read; the change is refused (409) "
+        "if the post has changed since.",
+    ),
+]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@router.post("", response_model=ScheduledPostOut, status_code=status.HTTP_201_CREATED)
+async def create_scheduled_post(
+    body: ScheduledPostCreate, principal: CurrentPrincipal, session: SessionDep
+) -> ScheduledPostOut:
+    """Create a post as DRAFT (no checks) or WAITING_FOR_APPROVAL (full publish validation)."""
+    return to_document(await service.create_post(session, principal, body, _now()))
+
+
+@router.get("", response_model=ScheduledPostPage)
+async def list_scheduled_posts(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    status_: Annotated[list[PostStatus] | None, Query(alias="status")] = None,
+    channel_id: Annotated[str | None, Query(alias="channelId")] = None,
+    scheduled_from: Annotated[Instant | None, Query(alias="from")] = None,
+    scheduled_to: Annotated[Instant | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> ScheduledPostPage:
+    """List live posts, newest first; `from` ≤ scheduledFor < `to`; page with `nextCursor`."""
+    filters = PostFilter(
+        statuses=status_ or (),
+        channel_id=channel_id,
+        scheduled_from=scheduled_from,
+        scheduled_to=scheduled_to,
+    )
+    posts, next_cursor = await service.list_posts(
+        session, principal.workspace_id, filters, limit=limit, cursor=cursor
+    )
+    return ScheduledPostPage(data=[to_document(p) for p in posts], nextCursor=next_cursor)
+
+
+@router.get("/{post_id}", response_model=ScheduledPostOut)
+async def get_scheduled_post(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ScheduledPostOut:
+    """Read one post."""
+    return to_document(await service.get_post(session, principal.workspace_id, post_id))
+
+
+@router.patch("/{post_id}", response_model=ScheduledPostOut)
+async def update_scheduled_post(
+    post_id: str,
+    body: ScheduledPostUpdate,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> ScheduledPostOut:
+    """Change some fields; `status: "DRAFT"` moves a REJECTED or WAITING post back to draft."""
+    post = await service.update_post(
+        session, principal, post_id, body, _now(), _expected_revision(if_match)
+    )
+    return to_document(post)
+
+
+@router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_scheduled_post(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep, if_match: IfMatch = None
+) -> Response:
+    """Soft-delete a post; a scheduled post's publish task is cancelled with it."""
+    request = ActionRequest(Action.DELETE, expected_revision=_expected_revision(if_match))
+    await service.act(session, principal, post_id, request, _now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _act(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    post_id: str,
+    request: ActionRequest,
+) -> ScheduledPostOut:
+    return to_document(await service.act(session, principal, post_id, request, _now()))
+
+
+@router.post("/{post_id}/submit-for-approval", response_model=ScheduledPostOut)
+async def submit_for_approval(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep, if_match: IfMatch = None
+) -> ScheduledPostOut:
+    """DRAFT or REJECTED → WAITING_FOR_APPROVAL, after full publish validation."""
+    request = ActionRequest(Action.SUBMIT, expected_revision=_expected_revision(if_match))
+    return await _act(session, principal, post_id, request)
+
+
+@router.post("/{post_id}/reject", response_model=ScheduledPostOut)
+async def reject(
+    post_id: str,
+    body: RejectRequest,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> ScheduledPostOut:
+    """WAITING_FOR_APPROVAL → REJECTED, with notes the creator will read."""
+    request = ActionRequest(
+        Action.REJECT, notes=body.notes, expected_revision=_expected_revision(if_match)
+    )
+    return await _act(session, principal, post_id, request)
+
+
+@router.post("/{post_id}/approve", response_model=ScheduledPostOut)
+async def approve(
+    post_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    body: ApproveRequest | None = None,
+    if_match: IfMatch = None,
+) -> ScheduledPostOut:
+    """WAITING_FOR_APPROVAL → SCHEDULED; a signed-in reviewer, admin or owner only."""
+    request = ActionRequest(
+        Action.APPROVE,
+        scheduled_for=body.scheduledFor if body else None,
+        expected_revision=_expected_revision(if_match),
+    )
+    return await _act(session, principal, post_id, request)
+
+
+@router.post("/{post_id}/publish", response_model=ScheduledPostOut)
+async def publish_now(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep, if_match: IfMatch = None
+) -> ScheduledPostOut:
+    """Approve and make due now (from WAITING_FOR_APPROVAL or SCHEDULED); people only."""
+    request = ActionRequest(Action.PUBLISH_NOW, expected_revision=_expected_revision(if_match))
+    return await _act(session, principal, post_id, request)
+
+
+@router.post("/{post_id}/revert", response_model=ScheduledPostOut)
+async def revert(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep, if_match: IfMatch = None
+) -> ScheduledPostOut:
+    """SCHEDULED → DRAFT; its publish task is cancelled."""
+    request = ActionRequest(Action.REVERT, expected_revision=_expected_revision(if_match))
+    return await _act(session, principal, post_id, request)
+
+
+@router.post("/{post_id}/cancel", response_model=ScheduledPostOut)
+async def cancel(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep, if_match: IfMatch = None
+) -> ScheduledPostOut:
+    """SCHEDULED → CANCELED; its publish task is cancelled."""
+    request = ActionRequest(Action.CANCEL, expected_revision=_expected_revision(if_match))
+    return await _act(session, principal, post_id, request)
+
+
+@router.get("/{post_id}/events", response_model=PostEventList)
+async def list_events(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> PostEventList:
+    """The post's audit trail: every action, who took it, and the status it led to."""
+    events = await service.list_events(session, principal.workspace_id, post_id)
+    return PostEventList(
+        data=[
+            PostEventOut(
+                id=e.id,
+                action=e.action,
+                actorType=e.actor_type,
+                actorId=e.actor_id,
+                fromStatus=e.from_status,
+                toStatus=e.to_status,
+                notes=e.notes,
+                revision=e.revision,
+                createdAt=e.created_at,
+            )
+            for e in events
+        ]
+    )

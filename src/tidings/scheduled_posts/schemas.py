@@ -1,0 +1,180 @@
+"""Request and response bodies of /scheduled-posts (camelCase, as on the wire)."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from tidings.platforms.base import MediaType, PostType
+from tidings.scheduled_posts.lifecycle import PostStatus
+from tidings.workspaces.service import check_timezone
+
+MAX_TEXT = 100_000
+MAX_MEDIA_ITEMS = 35
+MAX_CHANNELS = 50
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _iso_text(value: Any) -> Any:
+    # Instants come as ISO-8601 text; numbers would otherwise be read as Unix seconds.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 string such as 2026-11-22T09:00:00Z")
+    return value
+
+
+MediaUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
+Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_timezone)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+ChannelId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
+
+class MediaObject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: MediaUrl
+    altText: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+Media = MediaUrl | Annotated[list[MediaUrl | MediaObject], Field(max_length=MAX_MEDIA_ITEMS)]
+
+
+class ChannelEntry(BaseModel):
+    """What to publish on one channel; in PATCH, omitted fields keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caption: Text | None = None
+    firstComment: Text | None = None
+    options: dict[str, Any] | None = None
+
+
+class ScheduledPostCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["DRAFT", "WAITING_FOR_APPROVAL"] = "DRAFT"
+    type: PostType = PostType.POST
+    media: Media | None = None
+    mediaType: MediaType | None = None
+    scheduledFor: Instant | None = None
+    timezone: Timezone | None = None
+    channels: Annotated[dict[ChannelId, ChannelEntry], Field(max_length=MAX_CHANNELS)] = Field(
+        default_factory=dict
+    )
+    notes: Text | None = None
+
+
+class ScheduledPostUpdate(BaseModel):
+    """A partial update: only the fields sent change; a channel set to null is removed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["DRAFT"] | None = Field(
+        default=None, description="Only DRAFT: moves a REJECTED or WAITING post back to draft."
+    )
+    type: PostType | None = None
+    media: Media | None = None
+    mediaType: MediaType | None = None
+    scheduledFor: Instant | None = None
+    timezone: Timezone | None = None
+    channels: (
+        Annotated[dict[ChannelId, ChannelEntry | None], Field(max_length=MAX_CHANNELS)] | None
+    ) = None
+    notes: Text | None = None
+
+
+NonBlank = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT)
+]
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notes: NonBlank = Field(description="Why the post was rejected; required and not blank.")
+
+
+class ApproveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scheduledFor: Instant | None = Field(
+        default=None, description="A new future instant; required if the current one has passed."
+    )
+
+
+class MediumData(BaseModel):
+    caption: str | None
+    firstComment: str | None
+    options: dict[str, Any]
+    mediumType: str
+    mediumName: str
+    failedToPublish: bool
+    status: str | None
+    externalPostId: str | None
+    externalUrl: str | None
+    publishedAt: datetime | None
+    attemptCount: int
+    errorCode: str | None
+    errorMessage: str | None
+
+
+class ScheduledPostOut(BaseModel):
+    id: str
+    orgId: str
+    type: PostType
+    media: Any
+    mediaType: MediaType | None
+    scheduledFor: datetime | None
+    timezone: str | None
+    taskId: str | None
+    status: PostStatus
+    notes: str | None
+    mediumsData: dict[str, MediumData]
+    createdBy: str
+    approvedBy: str | None
+    approvedAt: datetime | None
+    rejectedBy: str | None
+    rejectedAt: datetime | None
+    createdAt: datetime
+    updatedAt: datetime
+    revision: int
+
+
+class ScheduledPostPage(BaseModel):
+    data: list[ScheduledPostOut]
+    nextCursor: str | None
+
+
+class PostEventOut(BaseModel):
+    id: str
+    action: str
+    actorType: str
+    actorId: str
+    fromStatus: PostStatus | None
+    toStatus: PostStatus
+    notes: str | None
+    revision: int
+    createdAt: datetime
+
+
+class PostEventList(BaseModel):
+    data: list[PostEventOut]

@@ -1,0 +1,522 @@
+"""Use cases of scheduled posts. Every function takes the caller's session and only flushes."""
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from tidings.auth.principal import Principal
+from tidings.channels.service import channels_by_id, facts
+from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestShapeError
+from tidings.ids import new_id
+from tidings.platforms.base import PostContent, TargetContent, media_items
+from tidings.publishing.service import cancel_post_tasks, enqueue_publish
+from tidings.scheduled_posts import lifecycle
+from tidings.scheduled_posts.lifecycle import Action, PostStatus
+from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target, TargetStatus
+from tidings.scheduled_posts.schemas import (
+    ChannelEntry,
+    ScheduledPostCreate,
+    ScheduledPostUpdate,
+)
+from tidings.scheduled_posts.validation import summarize, validate_for_publish
+
+_NOT_NULL_ON_PATCH = ("type", "channels", "status")
+
+
+def _post_query(workspace_id: str, post_id: str) -> Select[ScheduledPost]:
+    return (
+        select(ScheduledPost)
+        .where(
+            ScheduledPost.id == post_id,
+            ScheduledPost.workspace_id == workspace_id,
+            ScheduledPost.deleted_at.is_(None),
+        )
+        .options(selectinload(ScheduledPost.targets).selectinload(Target.channel))
+    )
+
+
+async def get_post(
+    session: AsyncSession, workspace_id: str, post_id: str, *, for_update: bool = False
+) -> ScheduledPost:
+    """A live post of the workspace, with its targets and their channels loaded.
+
+    Other workspaces' posts are simply not found: ids never leak across workspaces.
+    `for_update` locks the row on PostgreSQL for the rest of the transaction.
+    """
+    query = _post_query(workspace_id, post_id)
+    if for_update:
+        query = query.with_for_update(of=ScheduledPost)
+    post = (await session.execute(query)).scalar_one_or_none()
+    if post is None:
+        raise NotFound(f"scheduled post {post_id} not found")
+    return post
+
+
+def _take(post: ScheduledPost, action: Action, principal: Principal) -> PostStatus:
+    """Ask the lifecycle table where `action` leads, as an HTTP-shaped error if nowhere."""
+    try:
+        return lifecycle.transition(post.status, action, principal.actor)
+    except lifecycle.ActorForbidden as exc:
+        raise Forbidden(exc.message) from None
+    except lifecycle.StatusConflict as exc:
+        raise Conflict(exc.message, status=post.status.value) from None
+
+
+def _check_revision(post: ScheduledPost, expected: int | None) -> None:
+    if expected is not None and expected != post.revision:
+        raise Conflict(
+            f"revision mismatch: If-Match names revision {expected} but the post is at "
+            f"revision {post.revision}; reload it and try again"
+        )
+
+
+def content_of(post: ScheduledPost) -> tuple[PostContent, list[TargetContent]]:
+    """The plain values publish validation and connectors work on."""
+    content = PostContent(
+        type=post.type,
+        media=media_items(post.media),
+        media_type=post.media_type,
+        scheduled_for=post.scheduled_for,
+    )
+    targets = [
+        TargetContent(
+            channel_id=t.channel_id,
+            caption=t.caption,
+            first_comment=t.first_comment,
+            options=dict(t.options or {}),
+        )
+        for t in post.targets
+    ]
+    return content, targets
+
+
+def _ensure_publishable(post: ScheduledPost, now: datetime, *, require_future: bool = True) -> None:
+    content, targets = content_of(post)
+    channels = {
+        t.channel_id: facts(t.channel)
+        for t in post.targets
+        if t.channel.workspace_id == post.workspace_id
+    }
+    problems = validate_for_publish(content, targets, channels, now, require_future=require_future)
+    if problems:
+        raise BadRequest(
+            summarize(problems),
+            problems=[
+                {"channelId": p.channel_id, "rule": p.rule, "message": p.message} for p in problems
+            ],
+        )
+
+
+def _record(
+    session: AsyncSession,
+    post: ScheduledPost,
+    action: Action,
+    principal: Principal,
+    from_status: PostStatus | None,
+    now: datetime,
+    notes: str | None = None,
+) -> None:
+    session.add(
+        PostEvent(
+            id=new_id("evt"),
+            post_id=post.id,
+            action=action.value,
+            actor_type=principal.actor_type,
+            actor_id=principal.actor_id,
+            from_status=from_status,
+            to_status=post.status,
+            notes=notes,
+            revision=post.revision,
+            created_at=now,
+        )
+    )
+
+
+async def _new_targets(
+    session: AsyncSession,
+    workspace_id: str,
+    entries: Mapping[str, ChannelEntry],
+    first_position: int,
+) -> list[Target]:
+    """Targets for channels new to a post; each channel must exist in the workspace."""
+    channels = await channels_by_id(session, workspace_id, list(entries))
+    unknown = [cid for cid in entries if cid not in channels]
+    if unknown:
+        raise BadRequest(
+            f"channel {', '.join(unknown)} does not exist in this workspace "
+            "(GET /channels lists them)"
+        )
+    return [
+        Target(
+            channel_id=cid,
+            channel=channels[cid],
+            position=first_position + i,
+            caption=entry.caption,
+            first_comment=entry.firstComment,
+            options=dict(entry.options or {}),
+        )
+        for i, (cid, entry) in enumerate(entries.items())
+    ]
+
+
+def _media_json(body: ScheduledPostCreate | ScheduledPostUpdate) -> Any:
+    return body.model_dump(mode="json", include={"media"}, exclude_none=False).get("media")
+
+
+async def create_post(
+    session: AsyncSession, principal: Principal, body: ScheduledPostCreate, now: datetime
+) -> ScheduledPost:
+    try:
+        status = lifecycle.initial_status(PostStatus(body.status), principal.actor)
+    except lifecycle.ActorForbidden as exc:
+        raise Forbidden(exc.message) from None
+    post = ScheduledPost(
+        id=new_id("post"),
+        workspace_id=principal.workspace_id,
+        type=body.type,
+        media=_media_json(body),
+        media_type=body.mediaType,
+        scheduled_for=body.scheduledFor,
+        timezone=body.timezone,
+        status=status,
+        notes=body.notes,
+        created_by=principal.actor_id,
+        created_at=now,
+        updated_at=now,
+    )
+    post.targets = await _new_targets(session, principal.workspace_id, body.channels, 0)
+    if status is PostStatus.WAITING_FOR_APPROVAL:
+        _ensure_publishable(post, now)
+    session.add(post)
+    await session.flush()
+    _record(session, post, Action.CREATE, principal, None, now)
+    await session.flush()
+    return post
+
+
+def _merge_target(target: Target, entry: ChannelEntry) -> None:
+    fields = entry.model_fields_set
+    if "caption" in fields:
+        target.caption = entry.caption
+    if "firstComment" in fields:
+        target.first_comment = entry.firstComment
+    if "options" in fields:
+        target.options = dict(entry.options or {})
+
+
+async def _apply_channel_changes(
+    session: AsyncSession, post: ScheduledPost, changes: Mapping[str, ChannelEntry | None]
+) -> None:
+    existing = {t.channel_id: t for t in post.targets}
+    added: dict[str, ChannelEntry] = {}
+    for cid, entry in changes.items():
+        if entry is None:
+            if cid in existing:
+                post.targets.remove(existing[cid])
+        elif cid in existing:
+            _merge_target(existing[cid], entry)
+        else:
+            added[cid] = entry
+    if added:
+        next_position = max((t.position for t in post.targets), default=-1) + 1
+        post.targets.extend(await _new_targets(session, post.workspace_id, added, next_position))
+
+
+def _reject_explicit_nulls(body: ScheduledPostUpdate) -> None:
+    for name in _NOT_NULL_ON_PATCH:
+        if name in body.model_fields_set and getattr(body, name) is None:
+            raise RequestShapeError(f"{name} cannot be null", [name], "null_not_allowed")
+
+
+async def update_post(
+    session: AsyncSession,
+    principal: Principal,
+    post_id: str,
+    body: ScheduledPostUpdate,
+    now: datetime,
+    expected_revision: int | None = None,
+) -> ScheduledPost:
+    """PATCH: move back to draft and/or edit fields; WAITING posts are re-validated."""
+    _reject_explicit_nulls(body)
+    post = await get_post(session, principal.workspace_id, post_id, for_update=True)
+    _check_revision(post, expected_revision)
+    from_status = post.status
+    fields = body.model_fields_set - {"status"}
+    if body.status is not None:
+        post.status = _take(post, Action.MOVE_TO_DRAFT, principal)
+        _clear_approval(post)
+    if fields or body.status is None:
+        post.status = _take(post, Action.EDIT, principal)
+    if "type" in fields and body.type is not None:
+        post.type = body.type
+    if "media" in fields:
+        post.media = _media_json(body)
+    if "mediaType" in fields:
+        post.media_type = body.mediaType
+    if "scheduledFor" in fields:
+        post.scheduled_for = body.scheduledFor
+    if "timezone" in fields:
+        post.timezone = body.timezone
+    if "notes" in fields:
+        post.notes = body.notes
+    if body.channels is not None:
+        await _apply_channel_changes(session, post, body.channels)
+    if post.status is PostStatus.WAITING_FOR_APPROVAL and fields:
+        _ensure_publishable(post, now)
+        _clear_approval(post)
+    post.updated_at = now
+    await session.flush()
+    action = Action.MOVE_TO_DRAFT if body.status is not None else Action.EDIT
+    _record(session, post, action, principal, from_status, now)
+    await session.flush()
+    return post
+
+
+def _clear_approval(post: ScheduledPost) -> None:
+    post.approved_by = None
+    post.approved_at = None
+
+
+def _reset_targets(post: ScheduledPost, status: TargetStatus | None) -> None:
+    for target in post.targets:
+        target.status = status
+        target.external_post_id = None
+        target.external_url = None
+        target.published_at = None
+        target.attempt_count = 0
+        target.error_code = None
+        target.error_message = None
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """An action on an existing post, with what some actions carry."""
+
+    action: Action
+    notes: str | None = None
+    scheduled_for: datetime | None = None
+    expected_revision: int | None = None
+
+
+async def act(
+    session: AsyncSession,
+    principal: Principal,
+    post_id: str,
+    request: ActionRequest,
+    now: datetime,
+) -> ScheduledPost:
+    """Take one lifecycle action (submit, reject, approve, publish, revert, cancel, delete)."""
+    post = await get_post(session, principal.workspace_id, post_id, for_update=True)
+    _check_revision(post, request.expected_revision)
+    from_status = post.status
+    to_status = _take(post, request.action, principal)
+    await _EFFECTS[request.action](session, post, principal, request, now)
+    post.status = to_status
+    post.updated_at = now
+    await session.flush()
+    _record(session, post, request.action, principal, from_status, now, request.notes)
+    await session.flush()
+    return post
+
+
+async def _submit(
+    session: AsyncSession,
+    post: ScheduledPost,
+    principal: Principal,
+    req: ActionRequest,
+    now: datetime,
+) -> None:
+    _ensure_publishable(post, now)
+
+
+async def _reject(
+    session: AsyncSession,
+    post: ScheduledPost,
+    principal: Principal,
+    req: ActionRequest,
+    now: datetime,
+) -> None:
+    post.notes = req.notes
+    post.rejected_by = principal.actor_id
+    post.rejected_at = now
+    _clear_approval(post)
+
+
+async def _schedule(
+    session: AsyncSession, post: ScheduledPost, principal: Principal, now: datetime
+) -> None:
+    assert post.scheduled_for is not None
+    task = await enqueue_publish(
+        session, workspace_id=post.workspace_id, post_id=post.id, run_at=post.scheduled_for
+    )
+    post.task_id = task.id
+    post.approved_by = principal.actor_id
+    post.approved_at = now
+    _reset_targets(post, TargetStatus.PENDING)
+
+
+async def _approve(
+    session: AsyncSession,
+    post: ScheduledPost,
+    principal: Principal,
+    req: ActionRequest,
+    now: datetime,
+) -> None:
+    if req.scheduled_for is not None:
+        if req.scheduled_for <= now:
+            raise BadRequest(f"scheduledFor {req.scheduled_for.isoformat()} is not in the future")
+        post.scheduled_for = req.scheduled_for
+    elif post.scheduled_for is not None and post.scheduled_for <= now:
+        raise BadRequest(
+            f"scheduledFor {post.scheduled_for.isoformat()} has passed; "
+            "approve with a new future scheduledFor"
+        )
+    _ensure_publishable(post, now)
+    await _schedule(session, post, principal, now)
+
+
+async def _publish_now(
+    session: AsyncSession,
+    post: ScheduledPost,
+    principal: Principal,
+    req: ActionRequest,
+    now: datetime,
+) -> None:
+    _ensure_publishable(post, now, require_future=False)
+    await cancel_post_tasks(session, post.id, now)
+    post.scheduled_for = now
+    await _schedule(session, post, principal, now)
+
+
+async def _revert(
+    session: AsyncSession,
+    post: ScheduledPost,
+    principal: Principal,
+    req: ActionRequest,
+    now: datetime,
+) -> None:
+    await cancel_post_tasks(session, post.id, now)
+    post.task_id = None
+    _clear_approval(post)
+    _reset_targets(post, None)
+
+
+async def _cancel(
+    session: AsyncSession,
+    post: ScheduledPost,
+    principal: Principal,
+    req: ActionRequest,
+    now: datetime,
+) -> None:
+    await cancel_post_tasks(session, post.id, now)
+    for target in post.targets:
+        target.status = TargetStatus.CANCELED
+
+
+async def _delete(
+    session: AsyncSession,
+    post: ScheduledPost,
+    principal: Principal,
+    req: ActionRequest,
+    now: datetime,
+) -> None:
+    if post.status is PostStatus.SCHEDULED:
+        await cancel_post_tasks(session, post.id, now)
+        for target in post.targets:
+            target.status = TargetStatus.CANCELED
+    post.deleted_at = now
+
+
+_EFFECTS = {
+    Action.SUBMIT: _submit,
+    Action.REJECT: _reject,
+    Action.APPROVE: _approve,
+    Action.PUBLISH_NOW: _publish_now,
+    Action.REVERT: _revert,
+    Action.CANCEL: _cancel,
+    Action.DELETE: _delete,
+}
+
+
+# --- listing -----------------------------------------------------------------------------
+
+
+def encode_cursor(last_id: str) -> str:
+    raw = json.dumps({"after": last_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after = value["after"]
+        if not isinstance(after, str) or not after:
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise RequestShapeError(
+            "cursor is not one this API returned; pass nextCursor back unchanged",
+            ["query", "cursor"],
+            "cursor_invalid",
+        ) from None
+
+
+@dataclass(frozen=True)
+class PostFilter:
+    statuses: Sequence[PostStatus] = ()
+    channel_id: str | None = None
+    scheduled_from: datetime | None = None
+    scheduled_to: datetime | None = None
+
+
+async def list_posts(
+    session: AsyncSession,
+    workspace_id: str,
+    filters: PostFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[ScheduledPost], str | None]:
+    """A page of live posts, newest first by id (keyset paging: stable under inserts)."""
+    query = (
+        select(ScheduledPost)
+        .where(ScheduledPost.workspace_id == workspace_id, ScheduledPost.deleted_at.is_(None))
+        .options(selectinload(ScheduledPost.targets).selectinload(Target.channel))
+    )
+    if filters.statuses:
+        query = query.where(ScheduledPost.status.in_(list(filters.statuses)))
+    if filters.channel_id is not None:
+        query = query.where(
+            exists().where(
+                Target.post_id == ScheduledPost.id, Target.channel_id == filters.channel_id
+            )
+        )
+    if filters.scheduled_from is not None:
+        query = query.where(ScheduledPost.scheduled_for >= filters.scheduled_from)
+    if filters.scheduled_to is not None:
+        query = query.where(ScheduledPost.scheduled_for < filters.scheduled_to)
+    if cursor is not None:
+        query = query.where(ScheduledPost.id < decode_cursor(cursor))
+    query = query.order_by(ScheduledPost.id.desc()).limit(limit + 1)
+    posts = list((await session.execute(query)).scalars())
+    if len(posts) > limit:
+        posts = posts[:limit]
+        return posts, encode_cursor(posts[-1].id)
+    return posts, None
+
+
+async def list_events(session: AsyncSession, workspace_id: str, post_id: str) -> list[PostEvent]:
+    await get_post(session, workspace_id, post_id)
+    result = await session.execute(
+        select(PostEvent).where(PostEvent.post_id == post_id).order_by(PostEvent.id)
+    )
+    return list(result.scalars())

@@ -1,0 +1,1 @@
+"""Workspaces isolate everything; members hold a role in one."""

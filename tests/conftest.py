@@ -1,0 +1,131 @@
+"""Fixtures: every database test runs twice, on SQLite and on PostgreSQL, through real migrations.
+
+PostgreSQL is reached at TIDINGS_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+a fresh database is created for the run and dropped after it. It is required, not optional:
+if it cannot be reached the PostgreSQL half of the suite fails.
+"""
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tests.world import World
+from tidings.app import create_app
+from tidings.config import Settings
+from tidings.db import migrate
+from tidings.db.engine import Database, create_engine
+from tidings.db.models import metadata
+
+ADMIN_URL = os.environ.get(
+    "TIDINGS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is much faster)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "tidings.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _postgres_admin(statement: str) -> None:
+    async def run() -> None:
+        engine = create_engine(ADMIN_URL)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run."""
+    name = f"tidings_test_{uuid.uuid4().hex[:10]}"
+    _postgres_admin(f'CREATE DATABASE "{name}"')
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate_postgres(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+
+    async def run() -> None:
+        db = Database.connect(url)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> str:
+    """A migrated, empty database of each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "tidings.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_postgres(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", database_url=database_url, secret_key=TEST_SECRET_KEY
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app with its lifespan running (engines open, closed after the test)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def db(app: FastAPI) -> Database:
+    database: Database = app.state.tidings.db
+    return database
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client with no credentials, talking to the app in-process."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://tidings.test"
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+async def world(app: FastAPI) -> AsyncIterator[World]:
+    """A workspace with one person per role, an API key and a sandbox channel."""
+    async with World.build(app) as w:
+        yield w

@@ -1,0 +1,142 @@
+"""A ready-made workspace for API tests: people of every role, a key, a channel, clients."""
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from tidings.auth import service as auth_service
+from tidings.channels import service as channel_service
+from tidings.db.engine import Database
+from tidings.state import AppState
+from tidings.workspaces import service as workspace_service
+from tidings.workspaces.models import Role
+
+PASSWORD = "correct horse battery"
+ROLES = [r.value for r in Role]
+
+
+def future(hours: float = 24) -> str:
+    """An ISO-8601 instant `hours` from now."""
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+def signature_headers(
+    key_id: str, secret: str, when: datetime | str | None = None
+) -> dict[str, str]:
+    """Headers of an HMAC-signed request (x-date = `when`, default now)."""
+    if when is None:
+        when = datetime.now(UTC)
+    x_date = when if isinstance(when, str) else when.isoformat()
+    sig = hmac.new(secret.encode(), x_date.encode(), hashlib.sha256).hexdigest()
+    return {"x-api-key": key_id, "x-date": x_date, "x-signature": sig}
+
+
+@dataclass
+class World:
+    app: FastAPI
+    workspace_id: str
+    key_id: str
+    key_secret: str
+    key_token: str
+    channel_id: str
+    user_ids: dict[str, str]
+    emails: dict[str, str]
+    _clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    @property
+    def state(self) -> AppState:
+        state: AppState = self.app.state.tidings
+        return state
+
+    @property
+    def db(self) -> Database:
+        return self.state.db
+
+    def _client(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        c = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://tidings.test",
+            headers=headers or {},
+        )
+        self._clients.append(c)
+        return c
+
+    def api(self) -> httpx.AsyncClient:
+        """A client authenticated with the workspace's API key (Bearer)."""
+        return self._client({"Authorization": f"Bearer {self.key_token}"})
+
+    def anonymous(self) -> httpx.AsyncClient:
+        return self._client()
+
+    async def person(self, role: str) -> httpx.AsyncClient:
+        """A client signed in as the member with `role`, sending its CSRF token on writes."""
+        c = self._client()
+        r = await c.post("/auth/login", json={"email": self.emails[role], "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        c.headers["X-CSRF-Token"] = r.json()["csrfToken"]
+        return c
+
+    async def add_channel(self, name: str = "Another", **options: Any) -> str:
+        async with self.db.transaction() as session:
+            channel = await channel_service.add_channel(
+                session,
+                workspace_id=self.workspace_id,
+                platform="sandbox",
+                name=name,
+                options=options,
+                now=datetime.now(UTC),
+            )
+            return channel.id
+
+    def post_body(self, **overrides: Any) -> dict[str, Any]:
+        """A body that passes full publish validation on the world's channel."""
+        body: dict[str, Any] = {
+            "type": "POST",
+            "media": "https://cdn.example.com/a.jpg",
+            "mediaType": "IMAGE",
+            "scheduledFor": future(),
+            "channels": {self.channel_id: {"caption": "Hello from Tidings"}},
+        }
+        body.update(overrides)
+        return body
+
+    @classmethod
+    @asynccontextmanager
+    async def build(cls, app: FastAPI, name: str = "Acme") -> AsyncIterator["World"]:
+        state: AppState = app.state.tidings
+        now = datetime.now(UTC)
+        async with state.db.transaction() as session:
+            ws = await workspace_service.create_workspace(session, name, now)
+            user_ids, emails = {}, {}
+            for role in Role:
+                email = f"{role.value}@{ws.id.lower()}.example.com"
+                user, _ = await workspace_service.add_member(
+                    session, workspace_id=ws.id, email=email, password=PASSWORD, role=role, now=now
+                )
+                user_ids[role.value], emails[role.value] = user.id, email
+            issued = await auth_service.create_api_key(session, state.box, ws.id, "tests", now)
+            channel = await channel_service.add_channel(
+                session, workspace_id=ws.id, platform="sandbox", name="Demo", options={}, now=now
+            )
+            world = cls(
+                app=app,
+                workspace_id=ws.id,
+                key_id=issued.key.id,
+                key_secret=issued.secret,
+                key_token=issued.token,
+                channel_id=channel.id,
+                user_ids=user_ids,
+                emails=emails,
+            )
+        try:
+            yield world
+        finally:
+            for c in world._clients:
+                await c.aclose()
