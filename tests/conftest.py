@@ -81,9 +81,7 @@ def _truncate_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
     """A migrated, empty database of each backend."""
     if request.param == "sqlite":
         path = tmp_path / "tidings.db"
