@@ -23,6 +23,7 @@ from tidings.db.engine import Database
 from tidings.db.session import StateDep
 from tidings.errors import TidingsError
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
+from tidings.schemas import ERROR_RESPONSES
 from tidings.state import AppState
 
 log = logging.getLogger("tidings")
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Compose once, approve, publish at an exact instant to many channels.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     app.include_router(auth_router)

@@ -77,6 +77,6 @@ async def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_session(request: Request, principal: Principal) -> None:
+def require_session(principal: Principal) -> None:
     if principal.method is not AuthMethod.SESSION:
         raise Unauthorized("this endpoint needs a signed-in session")

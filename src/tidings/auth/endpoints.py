@@ -51,7 +51,7 @@ async def logout(
     request: Request, principal: CurrentPrincipal, session: SessionDep, state: StateDep
 ) -> Response:
     """End the current session (needs the session cookie and X-CSRF-Token)."""
-    require_session(request, principal)
+    require_session(principal)
     await service.logout(session, request.state.user_session)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(

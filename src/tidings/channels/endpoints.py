@@ -63,13 +63,13 @@ async def update_channel(
 ) -> ChannelOut:
     """Rename a channel, replace its options, or disable and re-enable it."""
     service.authorize_manage(principal)
-    channel = await service.get_channel(session, principal.workspace_id, channel_id)
-    if body.name is not None:
-        channel.name = body.name
-    if body.options is not None:
-        channel.options = dict(body.options)
-    if body.status is not None:
-        channel.status = ChannelStatus(body.status)
-    channel.updated_at = datetime.now(UTC)
-    await session.flush()
+    channel = await service.update_channel(
+        session,
+        principal.workspace_id,
+        channel_id,
+        name=body.name,
+        options=body.options,
+        status=ChannelStatus(body.status) if body.status else None,
+        now=datetime.now(UTC),
+    )
     return _out(channel)

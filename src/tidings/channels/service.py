@@ -69,6 +69,29 @@ async def get_channel(session: AsyncSession, workspace_id: str, channel_id: str)
     return channel
 
 
+async def update_channel(
+    session: AsyncSession,
+    workspace_id: str,
+    channel_id: str,
+    *,
+    name: str | None,
+    options: dict[str, Any] | None,
+    status: ChannelStatus | None,
+    now: datetime,
+) -> Channel:
+    """Rename, replace options, or change status; fields given as None are kept."""
+    channel = await get_channel(session, workspace_id, channel_id)
+    if name is not None:
+        channel.name = name
+    if options is not None:
+        channel.options = dict(options)
+    if status is not None:
+        channel.status = status
+    channel.updated_at = now
+    await session.flush()
+    return channel
+
+
 async def channels_by_id(
     session: AsyncSession, workspace_id: str, channel_ids: Sequence[str]
 ) -> dict[str, Channel]:

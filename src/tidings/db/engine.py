@@ -1,7 +1,8 @@
 """Engines and session makers for SQLite (embedded) and PostgreSQL (scale-out)."""
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,9 @@ class Database:
     engine: AsyncEngine
     reader: async_sessionmaker[AsyncSession]
     writer: async_sessionmaker[AsyncSession]
+    # SQLite has one writer at a time. Queueing this process's writers on a lock keeps them
+    # in arrival order; left to SQLite's busy handler they would sleep and retry unfairly.
+    write_lock: asyncio.Lock | None = None
 
     @classmethod
     def connect(cls, url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> "Database":
@@ -86,6 +90,7 @@ class Database:
             engine=engine,
             reader=async_sessionmaker(engine, expire_on_commit=False),
             writer=async_sessionmaker(write_bind, expire_on_commit=False),
+            write_lock=asyncio.Lock() if engine.dialect.name == "sqlite" else None,
         )
 
     @property
@@ -96,9 +101,12 @@ class Database:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One write transaction for a job or command: commit on success, roll back on error."""
-        async with self.writer() as session:
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """One transaction for a request, job or command: commit on success, else roll back."""
+        async with AsyncExitStack() as stack:
+            if write and self.write_lock is not None:
+                await stack.enter_async_context(self.write_lock)
+            session = await stack.enter_async_context((self.writer if write else self.reader)())
             try:
                 yield session
                 await session.commit()

@@ -23,14 +23,8 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     client never sees a success that was not committed.
     """
     db = app_state(request).db
-    maker = db.reader if request.method in _READ_METHODS else db.writer
-    async with maker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    async with db.transaction(write=request.method not in _READ_METHODS) as session:
+        yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_db_session, scope="function")]

@@ -269,7 +269,7 @@ async def update_post(
         post.notes = body.notes
     if body.channels is not None:
         await _apply_channel_changes(session, post, body.channels)
-    if post.status is PostStatus.WAITING_FOR_APPROVAL and fields:
+    if fields and lifecycle.needs_publish_validation(Action.EDIT, post.status):
         _ensure_publishable(post, now)
         _clear_approval(post)
     post.updated_at = now
@@ -318,7 +318,13 @@ async def act(
     _check_revision(post, request.expected_revision)
     from_status = post.status
     to_status = _take(post, request.action, principal)
-    await _EFFECTS[request.action](session, post, principal, request, now)
+    if request.action is Action.APPROVE:
+        _set_approved_time(post, request.scheduled_for, now)
+    if lifecycle.needs_publish_validation(request.action, from_status):
+        _ensure_publishable(post, now, require_future=request.action is not Action.PUBLISH_NOW)
+    effect = _EFFECTS.get(request.action)
+    if effect is not None:
+        await effect(session, post, principal, request, now)
     post.status = to_status
     post.updated_at = now
     await session.flush()
@@ -327,14 +333,17 @@ async def act(
     return post
 
 
-async def _submit(
-    session: AsyncSession,
-    post: ScheduledPost,
-    principal: Principal,
-    req: ActionRequest,
-    now: datetime,
-) -> None:
-    _ensure_publishable(post, now)
+def _set_approved_time(post: ScheduledPost, requested: datetime | None, now: datetime) -> None:
+    """Approving needs a future instant: the reviewer's new one, or the post's own."""
+    if requested is not None:
+        if requested <= now:
+            raise BadRequest(f"scheduledFor {requested.isoformat()} is not in the future")
+        post.scheduled_for = requested
+    elif post.scheduled_for is not None and post.scheduled_for <= now:
+        raise BadRequest(
+            f"scheduledFor {post.scheduled_for.isoformat()} has passed; "
+            "approve with a new future scheduledFor"
+        )
 
 
 async def _reject(
@@ -370,16 +379,6 @@ async def _approve(
     req: ActionRequest,
     now: datetime,
 ) -> None:
-    if req.scheduled_for is not None:
-        if req.scheduled_for <= now:
-            raise BadRequest(f"scheduledFor {req.scheduled_for.isoformat()} is not in the future")
-        post.scheduled_for = req.scheduled_for
-    elif post.scheduled_for is not None and post.scheduled_for <= now:
-        raise BadRequest(
-            f"scheduledFor {post.scheduled_for.isoformat()} has passed; "
-            "approve with a new future scheduledFor"
-        )
-    _ensure_publishable(post, now)
     await _schedule(session, post, principal, now)
 
 
@@ -390,7 +389,6 @@ async def _publish_now(
     req: ActionRequest,
     now: datetime,
 ) -> None:
-    _ensure_publishable(post, now, require_future=False)
     await cancel_post_tasks(session, post.id, now)
     post.scheduled_for = now
     await _schedule(session, post, principal, now)
@@ -436,7 +434,6 @@ async def _delete(
 
 
 _EFFECTS = {
-    Action.SUBMIT: _submit,
     Action.REJECT: _reject,
     Action.APPROVE: _approve,
     Action.PUBLISH_NOW: _publish_now,

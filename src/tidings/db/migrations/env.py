@@ -1,6 +1,7 @@
 """Alembic environment: async engines on both backends, batch mode for SQLite."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -32,7 +33,18 @@ async def _run_async(url: str) -> None:
         await engine.dispose()
 
 
+def _run_to_completion(url: str) -> None:
+    """Run the async migration; from a thread of its own if an event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(_run_async(url))
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _run_async(url)).result()
+
+
 url = config.attributes.get("database_url")
 if url is None:
     raise RuntimeError("run migrations with `tidings migrate` (TIDINGS_DATABASE_URL)")
-asyncio.run(_run_async(url))
+_run_to_completion(url)

@@ -1,0 +1,45 @@
+"""Settings refuse unsafe production defaults and keep an embedded secret key stable."""
+
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tidings.config import Settings
+from tidings.db.engine import async_url
+
+
+def test_production_mode_requires_a_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_SECRET_KEY"):
+        Settings(mode="production", data_dir=tmp_path)
+
+
+def test_production_mode_refuses_a_short_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(mode="production", data_dir=tmp_path, secret_key="short")
+
+
+def test_embedded_mode_generates_one_secret_key_and_keeps_it(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path).resolved_secret_key
+    second = Settings(data_dir=tmp_path).resolved_secret_key
+    assert first == second
+    assert len(first) >= 32
+    mode = stat.S_IMODE((tmp_path / "secret_key").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_default_database_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    url = Settings(data_dir=tmp_path).resolved_database_url
+    assert url == f"sqlite:///{tmp_path.resolve() / 'tidings.db'}"
+
+
+def test_plain_urls_get_async_drivers() -> None:
+    assert async_url("postgresql://u@h:5432/db").drivername == "postgresql+asyncpg"
+    assert async_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
+    assert async_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+
+
+def test_unsupported_database_urls_are_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported database URL"):
+        async_url("mysql://u@h/db")
