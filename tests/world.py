@@ -1,5 +1,6 @@
 """A ready-made workspace for API tests: people of every role, a key, a channel, clients."""
 
+import functools
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -12,13 +13,23 @@ import httpx
 from fastapi import FastAPI
 
 from tidings.auth import service as auth_service
+from tidings.auth.models import User
+from tidings.auth.service import hash_password
 from tidings.channels import service as channel_service
 from tidings.db.engine import Database
+from tidings.ids import new_id
 from tidings.state import AppState
 from tidings.workspaces import service as workspace_service
-from tidings.workspaces.models import Role
+from tidings.workspaces.models import Membership, Role
 
 PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def _password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
 ROLES = [r.value for r in Role]
 
 
@@ -116,11 +127,21 @@ class World:
             ws = await workspace_service.create_workspace(session, name, now)
             user_ids, emails = {}, {}
             for role in Role:
-                email = f"{role.value}@{ws.id.lower()}.example.com"
-                user, _ = await workspace_service.add_member(
-                    session, workspace_id=ws.id, email=email, password=PASSWORD, role=role, now=now
+                # Rows written directly with one argon2 hash made once per run: hashing five
+                # passwords per test would dominate the suite. add_member has its own tests.
+                user = User(
+                    id=new_id("usr"),
+                    email=f"{role.value}@{ws.id.lower()}.example.com",
+                    password_hash=_password_hash(),
+                    created_at=now,
+                    updated_at=now,
                 )
-                user_ids[role.value], emails[role.value] = user.id, email
+                session.add(user)
+                await session.flush()
+                session.add(
+                    Membership(workspace_id=ws.id, user_id=user.id, role=role, created_at=now)
+                )
+                user_ids[role.value], emails[role.value] = user.id, user.email
             issued = await auth_service.create_api_key(session, state.box, ws.id, "tests", now)
             channel = await channel_service.add_channel(
                 session, workspace_id=ws.id, platform="sandbox", name="Demo", options={}, now=now

@@ -8,7 +8,15 @@ def parse_iso_instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.strip())
     if value.tzinfo is None:
         raise ValueError("no UTC offset (add Z or +hh:mm)")
-    return value.astimezone(UTC)
+    return to_utc(value)
+
+
+def to_utc(value: datetime) -> datetime:
+    """`value` in UTC; a ValueError (not OverflowError) when UTC would leave years 1..9999."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
 
 
 def format_instant(value: datetime | None) -> str | None:

@@ -132,7 +132,8 @@ async def authenticate_signature(
             f"x-date is stale: {age.total_seconds():.1f} s old; "
             f"at most {max_age.total_seconds():g} s is accepted"
         )
-    if not hmac.compare_digest(sign(secret, x_date), signature):
+    # Bytes, not str: compare_digest refuses non-ASCII str, and headers may carry any byte.
+    if not hmac.compare_digest(sign(secret, x_date).encode(), signature.encode()):
         raise Unauthorized("invalid signature: x-signature is not HMAC-SHA256(secret, x-date)")
     return _key_principal(key, AuthMethod.SIGNATURE)
 

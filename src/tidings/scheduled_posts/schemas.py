@@ -1,6 +1,6 @@
 """Request and response bodies of /scheduled-posts (camelCase, as on the wire)."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -16,6 +16,7 @@ from pydantic import (
 
 from tidings.platforms.base import MediaType, PostType
 from tidings.scheduled_posts.lifecycle import PostStatus
+from tidings.timefmt import to_utc
 from tidings.workspaces.service import check_timezone
 
 MAX_TEXT = 100_000
@@ -30,10 +31,6 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _iso_text(value: Any) -> Any:
     # Instants come as ISO-8601 text; numbers would otherwise be read as Unix seconds.
     if not isinstance(value, str | datetime):
@@ -42,7 +39,7 @@ def _iso_text(value: Any) -> Any:
 
 
 MediaUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
-Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(to_utc)]
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_timezone)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 ChannelId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
