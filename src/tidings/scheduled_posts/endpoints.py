@@ -182,12 +182,15 @@ async def submit_for_approval(
 @router.post("/{post_id}/reject", response_model=ScheduledPostOut)
 async def reject(
     post_id: str,
-    body: RejectRequest,
     principal: CurrentPrincipal,
     session: SessionDep,
+    body: RejectRequest | None = None,
     if_match: IfMatch = None,
 ) -> ScheduledPostOut:
     """WAITING_FOR_APPROVAL → REJECTED, with notes the creator will read."""
+    if body is None:
+        # A missing body is missing notes: say so at the field, as for `{}`.
+        raise RequestShapeError("Field required", ["notes"], "missing")
     request = ActionRequest(
         Action.REJECT, notes=body.notes, expected_revision=_expected_revision(if_match)
     )

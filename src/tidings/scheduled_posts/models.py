@@ -45,8 +45,8 @@ class ScheduledPost(TimestampMixin, Base):
     rejected_by: Mapped[str | None] = mapped_column(String(40), default=None)
     rejected_at: Mapped[datetime | None] = mapped_column(default=None)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
-    # Bumped by SQLAlchemy on every UPDATE, and checked in its WHERE clause, so two writers
-    # that read the same revision cannot both win.
+    # Bumped once per change by the service (`touch`), and checked by SQLAlchemy in the
+    # UPDATE's WHERE clause, so two writers that read the same revision cannot both win.
     revision: Mapped[int] = mapped_column(Integer, default=1)
 
     targets: Mapped[list["Target"]] = relationship(
@@ -56,7 +56,12 @@ class ScheduledPost(TimestampMixin, Base):
         order_by="Target.position",
     )
 
-    __mapper_args__ = {"version_id_col": revision}
+    __mapper_args__ = {"version_id_col": revision, "version_id_generator": False}
+
+    def touch(self, now: datetime) -> None:
+        """Mark one change: a new revision, however many flushes it takes to write."""
+        self.revision += 1
+        self.updated_at = now
 
 
 class Target(Base):

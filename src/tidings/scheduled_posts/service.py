@@ -191,6 +191,7 @@ async def create_post(
         created_by=principal.actor_id,
         created_at=now,
         updated_at=now,
+        revision=1,
     )
     post.targets = await _new_targets(session, principal.workspace_id, body.channels, 0)
     if status is PostStatus.WAITING_FOR_APPROVAL:
@@ -247,14 +248,18 @@ async def update_post(
     """PATCH: move back to draft and/or edit fields; WAITING posts are re-validated."""
     _reject_explicit_nulls(body)
     post = await get_post(session, principal.workspace_id, post_id, for_update=True)
-    _check_revision(post, expected_revision)
     from_status = post.status
     fields = body.model_fields_set - {"status"}
     if body.status is not None:
         post.status = _take(post, Action.MOVE_TO_DRAFT, principal)
-        _clear_approval(post)
     if fields or body.status is None:
         post.status = _take(post, Action.EDIT, principal)
+    _check_revision(post, expected_revision)
+    if not fields and post.status is from_status:
+        return post  # nothing to change: no new revision, no event
+    post.touch(now)
+    if body.status is not None:
+        _clear_approval(post)
     if "type" in fields and body.type is not None:
         post.type = body.type
     if "media" in fields:
@@ -272,7 +277,6 @@ async def update_post(
     if fields and lifecycle.needs_publish_validation(Action.EDIT, post.status):
         _ensure_publishable(post, now)
         _clear_approval(post)
-    post.updated_at = now
     await session.flush()
     action = Action.MOVE_TO_DRAFT if body.status is not None else Action.EDIT
     _record(session, post, action, principal, from_status, now)
@@ -315,9 +319,10 @@ async def act(
 ) -> ScheduledPost:
     """Take one lifecycle action (submit, reject, approve, publish, revert, cancel, delete)."""
     post = await get_post(session, principal.workspace_id, post_id, for_update=True)
-    _check_revision(post, request.expected_revision)
     from_status = post.status
     to_status = _take(post, request.action, principal)
+    _check_revision(post, request.expected_revision)
+    post.touch(now)
     if request.action is Action.APPROVE:
         _set_approved_time(post, request.scheduled_for, now)
     if lifecycle.needs_publish_validation(request.action, from_status):
@@ -326,7 +331,6 @@ async def act(
     if effect is not None:
         await effect(session, post, principal, request, now)
     post.status = to_status
-    post.updated_at = now
     await session.flush()
     _record(session, post, request.action, principal, from_status, now, request.notes)
     await session.flush()
