@@ -66,14 +66,14 @@ def postgres_url() -> Iterator[str]:
         _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _truncate_postgres(url: str) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-
+def _empty_postgres(url: str) -> None:
+    # DELETE, children first: on tables this small it is several times faster than TRUNCATE.
     async def run() -> None:
         db = Database.connect(url)
         try:
             async with db.engine.begin() as conn:
-                await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+                for table in reversed(metadata.sorted_tables):
+                    await conn.execute(table.delete())
         finally:
             await db.dispose()
 
@@ -88,7 +88,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
         shutil.copy(sqlite_template, path)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")
-    _truncate_postgres(url)
+    _empty_postgres(url)
     return url
 
 

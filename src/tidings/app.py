@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,12 +21,13 @@ from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.db.session import StateDep
-from tidings.errors import TidingsError
+from tidings.errors import RequestShapeError, TidingsError
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
-from tidings.schemas import ERROR_RESPONSES
+from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
 from tidings.state import AppState
 
 log = logging.getLogger("tidings")
+_UNPARSABLE_BODY = "There was an error parsing the body"
 
 
 def _jsonable(value: Any) -> Any:
@@ -68,6 +69,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+            # FastAPI's own answer to a body it cannot decode (not UTF-8, absurd nesting).
+            error = RequestShapeError("the body is not valid JSON", [], "json_invalid")
+            return JSONResponse(error.body(), status_code=422)
         return JSONResponse(
             {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )
@@ -78,6 +83,13 @@ def install_error_handlers(app: FastAPI) -> None:
             {"message": "the post was changed by another request at the same time; reload it"},
             status_code=409,
         )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the schemas let through: the client's input, not us.
+        log.warning("database refused a value: %s", exc.orig)
+        error = RequestShapeError("a value cannot be stored", [], "value_error")
+        return JSONResponse(error.body(), status_code=422)
 
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
@@ -113,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Compose once, approve, publish at an exact instant to many channels.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        dependencies=[Depends(refuse_nul_in_url)],
     )
     install_error_handlers(app)
     app.include_router(auth_router)

@@ -1,5 +1,6 @@
 """Passwords, API keys (HMAC-signed and Bearer requests) and browser sessions."""
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -21,8 +22,14 @@ from tidings.timefmt import parse_iso_instant
 from tidings.workspaces.models import Membership, Workspace
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so a miss costs as much as a wrong password.
-_DUMMY_HASH = _hasher.hash("tidings-dummy-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a miss costs what a wrong password does."""
+    return _hasher.hash("tidings-dummy-password")
+
+
 TOKEN_SEPARATOR = "."
 
 
@@ -172,7 +179,7 @@ async def login(
         await session.execute(select(User).where(User.email == email.strip().lower()))
     ).scalar_one_or_none()
     if user is None:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
         raise Unauthorized("invalid email or password")
     if not verify_password(user.password_hash, password):
         raise Unauthorized("invalid email or password")

@@ -3,9 +3,10 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from tidings.platforms import PLATFORMS
+from tidings.schemas import RequestModel
 
 OptionKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 OptionValue = str | int | float | bool
@@ -15,17 +16,13 @@ PlatformName = Literal["sandbox"]
 assert set(PlatformName.__args__) == set(PLATFORMS)  # type: ignore[attr-defined]
 
 
-class ChannelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChannelCreate(RequestModel):
     platform: PlatformName
     name: ChannelName
     options: ChannelOptions = Field(default_factory=dict)
 
 
-class ChannelUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChannelUpdate(RequestModel):
     name: ChannelName | None = None
     options: ChannelOptions | None = Field(default=None, description="Replaces all options.")
     status: Literal["ACTIVE", "DISABLED"] | None = None

@@ -1,5 +1,6 @@
 """Request and response bodies of /scheduled-posts (camelCase, as on the wire)."""
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -9,13 +10,13 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StringConstraints,
 )
 
 from tidings.platforms.base import MediaType, PostType
 from tidings.scheduled_posts.lifecycle import PostStatus
+from tidings.schemas import RequestModel
 from tidings.timefmt import to_utc
 from tidings.workspaces.service import check_timezone
 
@@ -31,9 +32,14 @@ def _http_url(value: str) -> str:
     return value
 
 
+_ISO_DATE_PREFIX = re.compile(r"^\s*\d{4}-\d{2}-\d{2}")
+
+
 def _iso_text(value: Any) -> Any:
-    # Instants come as ISO-8601 text; numbers would otherwise be read as Unix seconds.
-    if not isinstance(value, str | datetime):
+    # Instants come as ISO-8601 text; numbers (even as strings) would be read as Unix seconds.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE_PREFIX.match(value):
         raise ValueError("must be an ISO-8601 string such as 2026-11-22T09:00:00Z")
     return value
 
@@ -45,9 +51,7 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 ChannelId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 
 
-class MediaObject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MediaObject(RequestModel):
     url: MediaUrl
     altText: Annotated[str, StringConstraints(max_length=1000)] | None = None
 
@@ -55,19 +59,15 @@ class MediaObject(BaseModel):
 Media = MediaUrl | Annotated[list[MediaUrl | MediaObject], Field(max_length=MAX_MEDIA_ITEMS)]
 
 
-class ChannelEntry(BaseModel):
+class ChannelEntry(RequestModel):
     """What to publish on one channel; in PATCH, omitted fields keep their value."""
-
-    model_config = ConfigDict(extra="forbid")
 
     caption: Text | None = None
     firstComment: Text | None = None
     options: dict[str, Any] | None = None
 
 
-class ScheduledPostCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ScheduledPostCreate(RequestModel):
     status: Literal["DRAFT", "WAITING_FOR_APPROVAL"] = "DRAFT"
     type: PostType = PostType.POST
     media: Media | None = None
@@ -80,10 +80,8 @@ class ScheduledPostCreate(BaseModel):
     notes: Text | None = None
 
 
-class ScheduledPostUpdate(BaseModel):
+class ScheduledPostUpdate(RequestModel):
     """A partial update: only the fields sent change; a channel set to null is removed."""
-
-    model_config = ConfigDict(extra="forbid")
 
     status: Literal["DRAFT"] | None = Field(
         default=None, description="Only DRAFT: moves a REJECTED or WAITING post back to draft."
@@ -104,15 +102,11 @@ NonBlank = Annotated[
 ]
 
 
-class RejectRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RejectRequest(RequestModel):
     notes: NonBlank = Field(description="Why the post was rejected; required and not blank.")
 
 
-class ApproveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ApproveRequest(RequestModel):
     scheduledFor: Instant | None = Field(
         default=None, description="A new future instant; required if the current one has passed."
     )
