@@ -50,7 +50,8 @@ def postgres_database() -> tuple[str, str]:
     return name, ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
-async def run(backend: str, posts: int, concurrency: int) -> None:
+def run(backend: str, posts: int, concurrency: int) -> None:
+    """Set up a fresh database and server, measure, and tear both down."""
     workdir = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
     env = {**os.environ, "TIDINGS_DATA_DIR": str(workdir)}
     db_name = None
@@ -68,57 +69,17 @@ async def run(backend: str, posts: int, concurrency: int) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {key['token']}"}
     try:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
-            for _ in range(100):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            when = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-            body = {
-                "status": "WAITING_FOR_APPROVAL",
-                "media": "https://cdn.example.com/a.jpg",
-                "mediaType": "IMAGE",
-                "scheduledFor": when,
-                "channels": {channel["id"]: {"caption": "benchmark"}},
-            }
-            latencies: list[float] = []
-            queue = iter(range(posts))
-
-            async def worker() -> None:
-                for _ in queue:
-                    t0 = time.perf_counter()
-                    r = await client.post("/scheduled-posts", json=body)
-                    latencies.append(time.perf_counter() - t0)
-                    assert r.status_code == 201, r.text
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            create_s = time.perf_counter() - t0
-
-            t0, seen, cursor = time.perf_counter(), 0, None
-            while True:
-                params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-                page = (await client.get("/scheduled-posts", params=params)).json()
-                seen += len(page["data"])
-                cursor = page["nextCursor"]
-                if cursor is None:
-                    break
-            list_s = time.perf_counter() - t0
-        latencies.sort()
-        print(
-            f"{backend:10s} create: {posts / create_s:7.0f} posts/s "
-            f"(p50 {statistics.median(latencies) * 1000:.1f} ms, "
-            f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms, "
-            f"{concurrency} clients) | list: {seen} posts in {list_s * 1000:.0f} ms "
-            f"({seen / list_s:.0f} posts/s, pages of 100)"
+        figures = asyncio.run(
+            measure(
+                f"http://127.0.0.1:{port}",
+                str(key["token"]),
+                str(channel["id"]),
+                posts,
+                concurrency,
+            )
         )
-        assert seen == posts
+        print(f"{backend:10s} {figures}")
     finally:
         server.terminate()
         server.wait(10)
@@ -126,6 +87,59 @@ async def run(backend: str, posts: int, concurrency: int) -> None:
             subprocess.run(
                 ["psql", ADMIN_URL, "-qc", f'DROP DATABASE "{db_name}" WITH (FORCE)'], check=False
             )
+
+
+async def measure(base: str, token: str, channel_id: str, posts: int, concurrency: int) -> str:
+    """Create `posts` posts from `concurrency` clients, then page through them all."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+        for _ in range(100):
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        when = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        body = {
+            "status": "WAITING_FOR_APPROVAL",
+            "media": "https://cdn.example.com/a.jpg",
+            "mediaType": "IMAGE",
+            "scheduledFor": when,
+            "channels": {channel_id: {"caption": "benchmark"}},
+        }
+        latencies: list[float] = []
+        queue = iter(range(posts))
+
+        async def worker() -> None:
+            for _ in queue:
+                t0 = time.perf_counter()
+                r = await client.post("/scheduled-posts", json=body)
+                latencies.append(time.perf_counter() - t0)
+                assert r.status_code == 201, r.text
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        create_s = time.perf_counter() - t0
+
+        t0, seen, cursor = time.perf_counter(), 0, None
+        while True:
+            params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/scheduled-posts", params=params)).json()
+            seen += len(page["data"])
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+        list_s = time.perf_counter() - t0
+    assert seen == posts
+    latencies.sort()
+    return (
+        f"create: {posts / create_s:7.0f} posts/s "
+        f"(p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p95 {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms, "
+        f"{concurrency} clients) | list: {seen} posts in {list_s * 1000:.0f} ms "
+        f"({seen / list_s:.0f} posts/s, pages of 100)"
+    )
 
 
 def main() -> None:
@@ -136,7 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        asyncio.run(run(backend, args.posts, args.concurrency))
+        run(backend, args.posts, args.concurrency)
 
 
 if __name__ == "__main__":
