@@ -106,3 +106,6 @@ class PostEvent(Base):
     notes: Mapped[str | None] = mapped_column(Text, default=None)
     revision: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # Lets one flush insert a new post and its first event in the right order.
+    post: Mapped[ScheduledPost] = relationship(lazy="raise")

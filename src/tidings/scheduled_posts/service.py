@@ -127,7 +127,7 @@ def _record(
     session.add(
         PostEvent(
             id=new_id("evt"),
-            post_id=post.id,
+            post=post,
             action=action.value,
             actor_type=principal.actor_type,
             actor_id=principal.actor_id,
@@ -197,7 +197,6 @@ async def create_post(
     if status is PostStatus.WAITING_FOR_APPROVAL:
         _ensure_publishable(post, now)
     session.add(post)
-    await session.flush()
     _record(session, post, Action.CREATE, principal, None, now)
     await session.flush()
     return post
@@ -277,7 +276,6 @@ async def update_post(
     if fields and lifecycle.needs_publish_validation(Action.EDIT, post.status):
         _ensure_publishable(post, now)
         _clear_approval(post)
-    await session.flush()
     action = Action.MOVE_TO_DRAFT if body.status is not None else Action.EDIT
     _record(session, post, action, principal, from_status, now)
     await session.flush()
@@ -331,7 +329,6 @@ async def act(
     if effect is not None:
         await effect(session, post, principal, request, now)
     post.status = to_status
-    await session.flush()
     _record(session, post, request.action, principal, from_status, now, request.notes)
     await session.flush()
     return post
