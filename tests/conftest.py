@@ -40,9 +40,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _postgres_admin(statement: str) -> None:
+def postgres_admin(statement: str, url: str = ADMIN_URL) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE) on the server at `url`."""
+
     async def run() -> None:
-        engine = create_engine(ADMIN_URL)
+        engine = create_engine(url)
         try:
             async with engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -57,13 +59,13 @@ def _postgres_admin(statement: str) -> None:
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test run."""
     name = f"tidings_test_{uuid.uuid4().hex[:10]}"
-    _postgres_admin(f'CREATE DATABASE "{name}"')
+    postgres_admin(f'CREATE DATABASE "{name}"')
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         migrate.upgrade(url)
         yield url
     finally:
-        _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _empty_postgres(url: str) -> None:

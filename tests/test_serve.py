@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from tests.conftest import postgres_admin
 from tests.world import signature_headers
 from tidings.db.engine import create_engine
 from tidings.db.models import metadata
@@ -169,24 +170,11 @@ def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         return
     server_url = request.getfixturevalue("postgres_url")
     name = f"tidings_fresh_{uuid.uuid4().hex[:10]}"
-    _postgres(server_url, f'CREATE DATABASE "{name}"')
+    postgres_admin(f'CREATE DATABASE "{name}"', server_url)
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        _postgres(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _postgres(url: str, statement: str) -> None:
-    async def run() -> None:
-        engine = create_engine(url)
-        try:
-            async with engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', server_url)
 
 
 def _postgres_tables(url: str) -> set[str]:

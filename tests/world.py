@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import inspect, select
 
 from tidings.auth import service as auth_service
 from tidings.auth.models import User
@@ -18,6 +19,8 @@ from tidings.auth.service import hash_password
 from tidings.channels import service as channel_service
 from tidings.db.engine import Database
 from tidings.ids import new_id
+from tidings.publishing.models import Task
+from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.state import AppState
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Membership, Role
@@ -47,6 +50,10 @@ def signature_headers(
     x_date = when if isinstance(when, str) else when.isoformat()
     sig = hmac.new(secret.encode(), x_date.encode(), hashlib.sha256).hexdigest()
     return {"x-api-key": key_id, "x-date": x_date, "x-signature": sig}
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
 
 
 @dataclass
@@ -105,6 +112,20 @@ class World:
                 now=datetime.now(UTC),
             )
             return channel.id
+
+    async def snapshot(self, post_id: str) -> dict[str, Any]:
+        """Everything a refused request must leave as it was: post, targets, tasks, events."""
+        async with self.db.transaction() as session:
+            rows: dict[str, Any] = {}
+            for name, model, key, order in [
+                ("post", ScheduledPost, ScheduledPost.id, ScheduledPost.id),
+                ("targets", Target, Target.post_id, Target.position),
+                ("tasks", Task, Task.post_id, Task.id),
+                ("events", PostEvent, PostEvent.post_id, PostEvent.id),
+            ]:
+                found = await session.execute(select(model).where(key == post_id).order_by(order))
+                rows[name] = [_row(obj) for obj in found.scalars()]
+            return rows
 
     def post_body(self, **overrides: Any) -> dict[str, Any]:
         """A body that passes full publish validation on the world's channel."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, select, update
 
 from tests.world import World, future
 from tidings.publishing.models import Task, TaskKind, TaskStatus
@@ -270,10 +270,6 @@ async def post_in(world: World, actors: Actors, status: str) -> str:
     return post_id
 
 
-def _row(obj: Any) -> dict[str, Any]:
-    return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
-
-
 async def post_row(world: World, post_id: str) -> ScheduledPost:
     """The post's row, deleted or not."""
     async with world.db.transaction() as session:
@@ -300,18 +296,7 @@ async def events_of(world: World, post_id: str) -> list[PostEvent]:
 
 
 async def snapshot(world: World, post_id: str) -> dict[str, Any]:
-    """Everything a refused request must leave as it was: post, targets, tasks, events."""
-    async with world.db.transaction() as session:
-        rows: dict[str, Any] = {}
-        for name, model, key, order in [
-            ("post", ScheduledPost, ScheduledPost.id, ScheduledPost.id),
-            ("targets", Target, Target.post_id, Target.position),
-            ("tasks", Task, Task.post_id, Task.id),
-            ("events", PostEvent, PostEvent.post_id, PostEvent.id),
-        ]:
-            found = await session.execute(select(model).where(key == post_id).order_by(order))
-            rows[name] = [_row(obj) for obj in found.scalars()]
-        return rows
+    return await world.snapshot(post_id)
 
 
 async def post_count(world: World) -> int:

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 
 from tests.world import World, future
 from tidings.publishing.models import Task
-from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
+from tidings.scheduled_posts.models import ScheduledPost, Target
 
 WAITING = "WAITING_FOR_APPROVAL"
 IMAGE = "https://cdn.example.com/a.jpg"
@@ -27,23 +27,8 @@ VIDEO = "https://cdn.example.com/clip.mp4"
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _row(obj: Any) -> dict[str, Any]:
-    return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
-
-
 async def snapshot(world: World, post_id: str) -> dict[str, Any]:
-    """Everything a refused request must leave as it was: post, targets, tasks, events."""
-    async with world.db.transaction() as session:
-        rows: dict[str, Any] = {}
-        for name, model, key, order in [
-            ("post", ScheduledPost, ScheduledPost.id, ScheduledPost.id),
-            ("targets", Target, Target.post_id, Target.position),
-            ("tasks", Task, Task.post_id, Task.id),
-            ("events", PostEvent, PostEvent.post_id, PostEvent.id),
-        ]:
-            found = await session.execute(select(model).where(key == post_id).order_by(order))
-            rows[name] = [_row(obj) for obj in found.scalars()]
-        return rows
+    return await world.snapshot(post_id)
 
 
 async def post_row(world: World, post_id: str) -> ScheduledPost:
