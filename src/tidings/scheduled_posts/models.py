@@ -1,7 +1,6 @@
 """Scheduled posts, their per-channel targets and their audit trail."""
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
@@ -10,18 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from tidings.channels.models import Channel
 from tidings.db.base import Base, TimestampMixin, str_enum, utcnow
 from tidings.platforms.base import MediaType, PostType
+from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts.lifecycle import PostStatus
-
-
-class TargetStatus(StrEnum):
-    """The publish state of one channel of a post (set once the post is scheduled)."""
-
-    PENDING = "PENDING"
-    PUBLISHING = "PUBLISHING"
-    PUBLISHED = "PUBLISHED"
-    FAILED = "FAILED"
-    UNKNOWN = "UNKNOWN"
-    CANCELED = "CANCELED"
 
 
 class ScheduledPost(TimestampMixin, Base):

@@ -18,9 +18,10 @@ from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestSha
 from tidings.ids import new_id
 from tidings.platforms.base import PostContent, TargetContent, media_items
 from tidings.publishing.service import cancel_post_tasks, enqueue_publish
+from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts import lifecycle
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
-from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target, TargetStatus
+from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.scheduled_posts.schemas import (
     ChannelEntry,
     ScheduledPostCreate,
