@@ -22,6 +22,7 @@ from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.db.session import StateDep
 from tidings.errors import RequestShapeError, TidingsError
+from tidings.sandbox.endpoints import router as sandbox_router
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
 from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
 from tidings.state import AppState
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(channels_router)
     app.include_router(scheduled_posts_router)
+    app.include_router(sandbox_router)
 
     @app.get("/health", tags=["operations"])
     async def health(state: StateDep) -> JSONResponse:

@@ -5,7 +5,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, TimestampMixin, utcnow
+from tidings.db.base import Base, TimestampMixin
+from tidings.timefmt import utcnow
 
 
 class User(TimestampMixin, Base):

@@ -6,6 +6,8 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Enum, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tidings.timefmt import utcnow
+
 # Alembic batch migrations on SQLite rebuild tables and must be able to name every constraint.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -42,10 +44,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

@@ -4,6 +4,7 @@ from tidings.auth.models import ApiKey, User, UserSession
 from tidings.channels.models import Channel
 from tidings.db.base import Base
 from tidings.publishing.models import Task
+from tidings.sandbox.models import SandboxCall, SandboxPost
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.workspaces.models import Membership, Workspace
 
@@ -14,6 +15,8 @@ __all__ = [
     "Channel",
     "Membership",
     "PostEvent",
+    "SandboxCall",
+    "SandboxPost",
     "ScheduledPost",
     "Target",
     "Task",

@@ -6,6 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from tidings.db.engine import Database
+from tidings.publishing.states import ErrorKind
+
 
 class PostType(StrEnum):
     POST = "POST"
@@ -99,8 +102,68 @@ class Problem:
     message: str
 
 
+@dataclass(frozen=True)
+class PublishRequest:
+    """One attempt to publish one target. `idempotency_key` is stable across attempts, so
+    the platform's copy of the post can be found again if the outcome of an attempt is lost."""
+
+    post_id: str
+    channel: ChannelFacts
+    content: PostContent
+    target: TargetContent
+    idempotency_key: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the platform says it published."""
+
+    external_post_id: str
+    external_url: str | None
+    published_at: datetime
+    request_id: str | None = None
+
+
+class PublishFailure(Exception):
+    """A platform call that did not publish, classified by the connector.
+
+    `outcome_unknown` means the request may have been applied (a timeout after sending):
+    the engine must reconcile before it tries again.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        code: str,
+        message: str,
+        *,
+        retry_at: datetime | None = None,
+        request_id: str | None = None,
+        outcome_unknown: bool = False,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.retry_at = retry_at
+        self.request_id = request_id
+        self.outcome_unknown = outcome_unknown
+
+
+class LookupUnavailable(Exception):
+    """The platform cannot say whether a post with a given key exists."""
+
+
+@dataclass(frozen=True)
+class PlatformContext:
+    """What a connector may use: the database (the sandbox keeps its network there)."""
+
+    db: Database
+
+
 class Platform(Protocol):
-    """A connector. This issue's part is validation; publishing comes with the engine."""
+    """A connector: pure validation, then the platform calls the engine makes."""
 
     name: str
 
@@ -108,4 +171,21 @@ class Platform(Protocol):
         self, post: PostContent, target: TargetContent, channel: ChannelFacts
     ) -> list[Problem]:
         """Every way `target` breaks this platform's rules (empty when it can publish)."""
+        ...
+
+    async def publish(self, ctx: PlatformContext, request: PublishRequest) -> Published:
+        """Publish one target; raises `PublishFailure`, classified."""
+        ...
+
+    async def lookup(
+        self, ctx: PlatformContext, channel: ChannelFacts, idempotency_key: str
+    ) -> Published | None:
+        """Find what an earlier attempt with this key published; `LookupUnavailable` if the
+        platform cannot tell."""
+        ...
+
+    async def post_comment(
+        self, ctx: PlatformContext, channel: ChannelFacts, external_post_id: str, text: str
+    ) -> str:
+        """Post the first comment under a published post; returns the comment's id."""
         ...

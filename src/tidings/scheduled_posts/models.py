@@ -7,10 +7,11 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tidings.channels.models import Channel
-from tidings.db.base import Base, TimestampMixin, str_enum, utcnow
+from tidings.db.base import Base, TimestampMixin, str_enum
 from tidings.platforms.base import MediaType, PostType
 from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts.lifecycle import PostStatus
+from tidings.timefmt import utcnow
 
 
 class ScheduledPost(TimestampMixin, Base):

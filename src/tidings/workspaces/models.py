@@ -6,7 +6,8 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, TimestampMixin, str_enum, utcnow
+from tidings.db.base import Base, TimestampMixin, str_enum
+from tidings.timefmt import utcnow
 
 
 class Role(StrEnum):

@@ -1,0 +1,86 @@
+"""The sandbox network's side: every function commits in a transaction of its own."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tidings.db.engine import Database
+from tidings.ids import new_id
+from tidings.sandbox.models import SandboxCall, SandboxPost
+
+
+async def count_call(db: Database, channel_id: str, key: str, operation: str) -> int:
+    """Record one more call of `operation` for `key`; returns which call this is (1-based)."""
+    dialect = postgresql if not db.is_sqlite else sqlite
+    statement = dialect.insert(SandboxCall).values(
+        channel_id=channel_id, key=key, operation=operation, count=1
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["channel_id", "key", "operation"],
+        set_={"count": SandboxCall.count + 1},
+    ).returning(SandboxCall.count)
+    async with db.transaction() as session:
+        return int((await session.execute(statement)).scalar_one())
+
+
+async def accept_post(
+    db: Database,
+    *,
+    channel_id: str,
+    idempotency_key: str,
+    post_type: str,
+    caption: str,
+    media: list[dict[str, Any]],
+    media_type: str | None,
+    now: datetime,
+) -> SandboxPost:
+    """Publish: the record is committed before the caller hears anything."""
+    async with db.transaction() as session:
+        post = SandboxPost(
+            id=new_id("sbx"),
+            channel_id=channel_id,
+            idempotency_key=idempotency_key,
+            type=post_type,
+            caption=caption,
+            media=media,
+            media_type=media_type,
+            published_at=now,
+        )
+        session.add(post)
+    return post
+
+
+async def find_by_key(db: Database, channel_id: str, key: str) -> SandboxPost | None:
+    async with db.transaction(write=False) as session:
+        result = await session.execute(
+            select(SandboxPost)
+            .where(SandboxPost.channel_id == channel_id, SandboxPost.idempotency_key == key)
+            .order_by(SandboxPost.id)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+
+async def add_comment(
+    db: Database, channel_id: str, post_id: str, text: str, now: datetime
+) -> SandboxPost | None:
+    """Attach the first comment to a published post; None if there is no such post."""
+    async with db.transaction() as session:
+        post = await session.get(SandboxPost, post_id)
+        if post is None or post.channel_id != channel_id:
+            return None
+        post.first_comment = text
+        post.first_comment_at = now
+        return post
+
+
+async def feed(session: AsyncSession, channel_id: str) -> Sequence[SandboxPost]:
+    """Everything the channel's feed shows, oldest first."""
+    result = await session.execute(
+        select(SandboxPost).where(SandboxPost.channel_id == channel_id).order_by(SandboxPost.id)
+    )
+    return result.scalars().all()
