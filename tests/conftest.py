@@ -96,8 +96,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    # No embedded worker: tests that publish run a Worker themselves, so every other test
+    # sees tasks exactly as the API left them.
     return Settings(
-        data_dir=tmp_path / "data", database_url=database_url, secret_key=TEST_SECRET_KEY
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,
+        embedded_worker=False,
     )
 
 

@@ -1,5 +1,6 @@
 """The FastAPI application factory. Nothing connects at import: the lifespan does."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.db.session import StateDep
 from tidings.errors import RequestShapeError, TidingsError
+from tidings.publishing.worker import Worker, engine_config
 from tidings.sandbox.endpoints import router as sandbox_router
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
 from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
@@ -112,12 +114,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database.connect(
             settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
-        app.state.tidings = AppState(
-            settings=settings, db=db, box=SecretBox(settings.resolved_secret_key)
-        )
+        state = AppState(settings=settings, db=db, box=SecretBox(settings.resolved_secret_key))
+        app.state.tidings = state
+        stop = asyncio.Event()
+        running: asyncio.Task[None] | None = None
+        if settings.embedded_worker:
+            worker = Worker(
+                db, config=engine_config(settings), concurrency=settings.worker_concurrency
+            )
+            state.wakers.append(worker.wake)
+            running = asyncio.create_task(worker.run(stop))
         try:
             yield
         finally:
+            stop.set()
+            if running is not None:
+                await running
             await db.dispose()
 
     app = FastAPI(

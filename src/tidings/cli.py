@@ -85,7 +85,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Migrate the database, then run the API in this process."""
+    """Migrate the database, then run the API and a publishing worker in this process."""
     import uvicorn
 
     from tidings.app import create_app
@@ -95,6 +95,40 @@ def serve(
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
     typer.echo(f"Tidings on http://{host}:{port} (database: {_redacted(settings)})", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="Tasks this process runs at once.")
+    ] = 8,
+) -> None:
+    """Run a publishing worker on its own (as many as you like, sharing one PostgreSQL)."""
+    import signal
+
+    from tidings.publishing.worker import Worker, engine_config
+
+    settings = _settings()
+    migrations.upgrade(settings.resolved_database_url)
+
+    async def main() -> None:
+        db = Database.connect(
+            settings.resolved_database_url,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runner = Worker(db, config=engine_config(settings), concurrency=concurrency)
+        typer.echo(f"worker {runner.name} started (concurrency {concurrency})", err=True)
+        try:
+            await runner.run(stop)
+        finally:
+            await db.dispose()
+        typer.echo(f"worker {runner.name} stopped", err=True)
+
+    asyncio.run(main())
 
 
 def _redacted(settings: Settings) -> str:

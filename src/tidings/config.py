@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     signature_max_future_seconds: float = 5.0
     signature_max_age_seconds: float = 60.0
     sqlite_busy_timeout_ms: int = 30_000
+    embedded_worker: bool = Field(
+        default=True, description="Run a publishing worker inside `tidings serve`."
+    )
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    missed_after_hours: float = Field(default=24, gt=0)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

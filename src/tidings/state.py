@@ -1,6 +1,7 @@
 """What the app lifespan creates and every request may use."""
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from tidings.config import Settings
 from tidings.crypto import SecretBox
@@ -12,3 +13,9 @@ class AppState:
     settings: Settings
     db: Database
     box: SecretBox
+    wakers: list[Callable[[], None]] = field(default_factory=list)
+
+    def wake_workers(self) -> None:
+        """Tell this process's worker that new work was just committed."""
+        for wake in self.wakers:
+            wake()

@@ -70,6 +70,10 @@ def test_post_status_from_targets(targets: list[T], expected: PostStatus) -> Non
     assert post_status(targets) is expected
 
 
+def test_a_post_waiting_for_a_retry_is_still_publishing() -> None:
+    assert post_status([T.PENDING, T.PENDING], started=True) is PostStatus.PUBLISHING
+
+
 def test_a_post_without_targets_has_no_status() -> None:
     with pytest.raises(ValueError, match="at least one target"):
         post_status([])

@@ -19,7 +19,17 @@ class TaskStatus(StrEnum):
 
 
 class TaskKind(StrEnum):
-    PUBLISH_POST = "publish_post"
+    PUBLISH_POST = "publish_post"  # due at scheduledFor: fans out into one task per target
+    PUBLISH_TARGET = "publish_target"  # publish one channel of a post
+    FIRST_COMMENT = "first_comment"  # post a published target's first comment
+
+
+class AttemptOutcome(StrEnum):
+    IN_FLIGHT = "IN_FLIGHT"  # started; if it stays so, the worker died during the call
+    PUBLISHED = "PUBLISHED"
+    FAILED = "FAILED"  # refused; see the error
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # sent, no answer: reconciled before any retry
+    RECONCILED = "RECONCILED"  # found on the platform by its key after a lost answer
 
 
 class Task(TimestampMixin, Base):
@@ -40,3 +50,25 @@ class Task(TimestampMixin, Base):
     locked_by: Mapped[str | None] = mapped_column(String(100), default=None)
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class PublishAttempt(Base):
+    """The ledger: one row per platform call, written before the call and closed after."""
+
+    __tablename__ = "publish_attempts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    post_id: Mapped[str] = mapped_column(
+        ForeignKey("scheduled_posts.id", ondelete="CASCADE"), index=True
+    )
+    channel_id: Mapped[str] = mapped_column(String(40))
+    operation: Mapped[str] = mapped_column(String(16))  # publish | lookup | comment
+    number: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    outcome: Mapped[AttemptOutcome] = mapped_column(str_enum(AttemptOutcome))
+    error_kind: Mapped[str | None] = mapped_column(String(16), default=None)
+    error_code: Mapped[str | None] = mapped_column(String(100), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    request_id: Mapped[str | None] = mapped_column(String(200), default=None)

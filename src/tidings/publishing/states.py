@@ -47,12 +47,13 @@ def move_target(current: TargetStatus, new: TargetStatus) -> TargetStatus:
     return new
 
 
-def post_status(targets: Iterable[TargetStatus]) -> PostStatus:
+def post_status(targets: Iterable[TargetStatus], *, started: bool = False) -> PostStatus:
     """A scheduled post's status, derived from its targets' states alone.
 
-    Nothing started yet: SCHEDULED. Anything still pending, in flight or unknown once
-    something started: PUBLISHING. Otherwise, over the targets that were not cancelled:
-    all published is PUBLISHED, all failed is FAILED, a mix is PARTIALLY_PUBLISHED.
+    Nothing started yet (`started`: no platform call was ever made): SCHEDULED. Anything
+    still pending, in flight or unknown after that: PUBLISHING. Otherwise, over the targets
+    that were not cancelled: all published is PUBLISHED, all failed is FAILED, a mix is
+    PARTIALLY_PUBLISHED.
     """
     states = list(targets)
     if not states:
@@ -60,7 +61,7 @@ def post_status(targets: Iterable[TargetStatus]) -> PostStatus:
     live = [s for s in states if s is not T.CANCELED]
     if not live:
         return PostStatus.CANCELED
-    if all(s is T.PENDING for s in live):
+    if not started and all(s is T.PENDING for s in live):
         return PostStatus.SCHEDULED
     if any(s in UNFINISHED for s in live):
         return PostStatus.PUBLISHING

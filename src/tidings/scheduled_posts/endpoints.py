@@ -3,10 +3,10 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
 
 from tidings.auth.deps import CurrentPrincipal
-from tidings.db.session import SessionDep
+from tidings.db.session import SessionDep, StateDep
 from tidings.errors import RequestShapeError
 from tidings.scheduled_posts import service
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
@@ -17,6 +17,8 @@ from tidings.scheduled_posts.schemas import (
     MediumData,
     PostEventList,
     PostEventOut,
+    PublishAttemptList,
+    PublishAttemptOut,
     RejectRequest,
     ScheduledPostCreate,
     ScheduledPostOut,
@@ -202,6 +204,8 @@ async def approve(
     post_id: str,
     principal: CurrentPrincipal,
     session: SessionDep,
+    state: StateDep,
+    background: BackgroundTasks,
     body: ApproveRequest | None = None,
     if_match: IfMatch = None,
 ) -> ScheduledPostOut:
@@ -211,15 +215,22 @@ async def approve(
         scheduled_for=body.scheduledFor if body else None,
         expected_revision=_expected_revision(if_match),
     )
+    background.add_task(state.wake_workers)  # runs after the commit, once the response is out
     return await _act(session, principal, post_id, request)
 
 
 @router.post("/{post_id}/publish", response_model=ScheduledPostOut)
 async def publish_now(
-    post_id: str, principal: CurrentPrincipal, session: SessionDep, if_match: IfMatch = None
+    post_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+    background: BackgroundTasks,
+    if_match: IfMatch = None,
 ) -> ScheduledPostOut:
     """Approve and make due now (from WAITING_FOR_APPROVAL or SCHEDULED); people only."""
     request = ActionRequest(Action.PUBLISH_NOW, expected_revision=_expected_revision(if_match))
+    background.add_task(state.wake_workers)  # runs after the commit, once the response is out
     return await _act(session, principal, post_id, request)
 
 
@@ -261,5 +272,32 @@ async def list_events(
                 createdAt=e.created_at,
             )
             for e in events
+        ]
+    )
+
+
+@router.get("/{post_id}/attempts", response_model=PublishAttemptList)
+async def list_attempts(
+    post_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> PublishAttemptList:
+    """The publishing ledger: each platform call, when, its outcome and error."""
+    attempts = await service.list_attempts(session, principal.workspace_id, post_id)
+    return PublishAttemptList(
+        data=[
+            PublishAttemptOut(
+                id=a.id,
+                channelId=a.channel_id,
+                operation=a.operation,
+                number=a.number,
+                worker=a.worker,
+                startedAt=a.started_at,
+                endedAt=a.ended_at,
+                outcome=a.outcome.value,
+                errorKind=a.error_kind,
+                errorCode=a.error_code,
+                errorMessage=a.error_message,
+                requestId=a.request_id,
+            )
+            for a in attempts
         ]
     )

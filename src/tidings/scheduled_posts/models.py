@@ -74,6 +74,14 @@ class Target(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(100), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    # Stable across attempts and persisted before the first call, so a lost answer can be
+    # looked up on the platform instead of publishing again.
+    idempotency_key: Mapped[str | None] = mapped_column(String(120), default=None)
+    rate_limited_count: Mapped[int] = mapped_column(Integer, default=0)
+    auth_refreshed: Mapped[bool] = mapped_column(default=False)
+    first_comment_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    first_comment_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    first_comment_error: Mapped[str | None] = mapped_column(Text, default=None)
 
     post: Mapped[ScheduledPost] = relationship(back_populates="targets", lazy="raise")
     channel: Mapped[Channel] = relationship(lazy="raise")

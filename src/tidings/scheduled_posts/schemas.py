@@ -169,3 +169,22 @@ class PostEventOut(BaseModel):
 
 class PostEventList(BaseModel):
     data: list[PostEventOut]
+
+
+class PublishAttemptOut(BaseModel):
+    id: str
+    channelId: str
+    operation: str
+    number: int
+    worker: str
+    startedAt: datetime
+    endedAt: datetime | None
+    outcome: str
+    errorKind: str | None
+    errorCode: str | None
+    errorMessage: str | None
+    requestId: str | None
+
+
+class PublishAttemptList(BaseModel):
+    data: list[PublishAttemptOut]

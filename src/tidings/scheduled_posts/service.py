@@ -17,6 +17,7 @@ from tidings.channels.service import channels_by_id, facts
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestShapeError
 from tidings.ids import new_id
 from tidings.platforms.base import PostContent, TargetContent, media_items
+from tidings.publishing.models import PublishAttempt
 from tidings.publishing.service import cancel_post_tasks, enqueue_publish
 from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts import lifecycle
@@ -517,5 +518,16 @@ async def list_events(session: AsyncSession, workspace_id: str, post_id: str) ->
     await get_post(session, workspace_id, post_id)
     result = await session.execute(
         select(PostEvent).where(PostEvent.post_id == post_id).order_by(PostEvent.id)
+    )
+    return list(result.scalars())
+
+
+async def list_attempts(
+    session: AsyncSession, workspace_id: str, post_id: str
+) -> list[PublishAttempt]:
+    """The publishing ledger of a post: every platform call, oldest first."""
+    await get_post(session, workspace_id, post_id)
+    result = await session.execute(
+        select(PublishAttempt).where(PublishAttempt.post_id == post_id).order_by(PublishAttempt.id)
     )
     return list(result.scalars())

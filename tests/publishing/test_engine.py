@@ -1,0 +1,332 @@
+"""The worker end to end on both databases: approve, dispatch, publish through the sandbox,
+and check the engine's state against the sandbox network's own record."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from tests.world import World
+from tidings.publishing.models import PublishAttempt, Task, TaskKind, TaskStatus
+from tidings.publishing.states import RetryPolicy
+from tidings.publishing.worker import EngineConfig, Worker
+from tidings.scheduled_posts.models import Target
+
+FAST = EngineConfig(
+    retry=RetryPolicy(
+        max_attempts=4, base_delay=timedelta(milliseconds=10), max_delay=timedelta(milliseconds=40)
+    ),
+    poll_interval=timedelta(milliseconds=50),
+)
+
+
+def worker(world: World, **kw: Any) -> Worker:
+    return Worker(world.db, config=kw.pop("config", FAST), name=kw.pop("name", "w-test"), **kw)
+
+
+async def feed(world: World, channel_id: str) -> list[dict[str, Any]]:
+    r = await world.api().get(f"/sandbox/channels/{channel_id}/posts")
+    assert r.status_code == 200, r.text
+    data: list[dict[str, Any]] = r.json()["data"]
+    return data
+
+
+async def publish_now(world: World, channels: dict[str, dict[str, Any]]) -> str:
+    """Create a post for `channels`, submit it, and have a reviewer publish it now."""
+    r = await world.api().post(
+        "/scheduled-posts",
+        json=world.post_body(status="WAITING_FOR_APPROVAL", channels=channels),
+    )
+    assert r.status_code == 201, r.text
+    post_id: str = r.json()["id"]
+    reviewer = await world.person("reviewer")
+    r = await reviewer.post(f"/scheduled-posts/{post_id}/publish")
+    assert r.status_code == 200, r.text
+    return post_id
+
+
+async def document(world: World, post_id: str) -> dict[str, Any]:
+    r = await world.api().get(f"/scheduled-posts/{post_id}")
+    assert r.status_code == 200
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+async def test_a_post_is_published_to_every_channel(world: World) -> None:
+    second = await world.add_channel("Second")
+    post_id = await publish_now(
+        world,
+        {world.channel_id: {"caption": "One"}, second: {"caption": "Two"}},
+    )
+    await worker(world).run_until_idle()
+    doc = await document(world, post_id)
+    assert doc["status"] == "PUBLISHED"
+    for channel_id, caption in ((world.channel_id, "One"), (second, "Two")):
+        [live] = await feed(world, channel_id)
+        assert live["caption"] == caption
+        medium = doc["mediumsData"][channel_id]
+        assert medium["status"] == "PUBLISHED"
+        assert medium["externalPostId"] == live["id"]
+        assert medium["attemptCount"] == 1
+        assert medium["failedToPublish"] is False
+        assert medium["publishedAt"] is not None
+
+
+async def test_mixed_outcomes_make_a_partially_published_post(world: World) -> None:
+    refused = await world.add_channel("Banned", permanent_error="ACCOUNT_BANNED")
+    post_id = await publish_now(
+        world, {world.channel_id: {"caption": "ok"}, refused: {"caption": "no"}}
+    )
+    await worker(world).run_until_idle()
+    doc = await document(world, post_id)
+    assert doc["status"] == "PARTIALLY_PUBLISHED"
+    bad = doc["mediumsData"][refused]
+    assert (bad["status"], bad["errorCode"], bad["failedToPublish"]) == (
+        "FAILED",
+        "ACCOUNT_BANNED",
+        True,
+    )
+    assert await feed(world, refused) == []
+
+
+async def test_all_failing_makes_a_failed_post(world: World) -> None:
+    refused = await world.add_channel("Banned", permanent_error="NOPE")
+    post_id = await publish_now(world, {refused: {"caption": "no"}})
+    await worker(world).run_until_idle()
+    assert (await document(world, post_id))["status"] == "FAILED"
+
+
+async def test_transient_errors_are_retried_until_published(world: World) -> None:
+    flaky = await world.add_channel("Flaky", fail_first=2)
+    post_id = await publish_now(world, {flaky: {"caption": "eventually"}})
+    await worker(world).run_until_idle()
+    medium = (await document(world, post_id))["mediumsData"][flaky]
+    assert (medium["status"], medium["attemptCount"]) == ("PUBLISHED", 3)
+    assert len(await feed(world, flaky)) == 1
+    async with world.db.transaction() as session:
+        attempts = (
+            await session.execute(
+                select(PublishAttempt.outcome, PublishAttempt.error_code).order_by(
+                    PublishAttempt.id
+                )
+            )
+        ).all()
+    assert [(a.value, c) for a, c in attempts] == [
+        ("FAILED", "SANDBOX_UNAVAILABLE"),
+        ("FAILED", "SANDBOX_UNAVAILABLE"),
+        ("PUBLISHED", None),
+    ]
+
+
+async def test_transient_errors_give_up_after_the_bounded_attempts(world: World) -> None:
+    down = await world.add_channel("Down", fail_first=99)
+    post_id = await publish_now(world, {down: {"caption": "never"}})
+    await worker(world).run_until_idle()
+    medium = (await document(world, post_id))["mediumsData"][down]
+    assert (medium["status"], medium["attemptCount"], medium["errorCode"]) == (
+        "FAILED",
+        4,
+        "SANDBOX_UNAVAILABLE",
+    )
+    assert "gave up after 4 attempts" in medium["errorMessage"]
+
+
+async def test_rate_limits_wait_for_the_reset(world: World) -> None:
+    limited = await world.add_channel("Limited", rate_limit_first=1, retry_after_s=1)
+    post_id = await publish_now(world, {limited: {"caption": "later"}})
+    started = datetime.now(UTC)
+    await worker(world).run_until_idle()
+    [live] = await feed(world, limited)
+    assert datetime.fromisoformat(live["publishedAt"]) >= started + timedelta(seconds=1)
+    assert (await document(world, post_id))["status"] == "PUBLISHED"
+
+
+async def test_auth_error_is_retried_once_after_a_refresh(world: World) -> None:
+    expired = await world.add_channel("Expired", auth_expired_first=1)
+    post_id = await publish_now(world, {expired: {"caption": "again"}})
+    await worker(world).run_until_idle()
+    assert (await document(world, post_id))["mediumsData"][expired]["status"] == "PUBLISHED"
+
+
+async def test_auth_error_after_a_refresh_needs_reconnecting(world: World) -> None:
+    expired = await world.add_channel("Expired", auth_expired_first=5)
+    post_id = await publish_now(world, {expired: {"caption": "no"}})
+    await worker(world).run_until_idle()
+    medium = (await document(world, post_id))["mediumsData"][expired]
+    assert (medium["status"], medium["errorCode"]) == ("FAILED", "SANDBOX_AUTH_EXPIRED")
+    channel = (await world.api().get(f"/channels/{expired}")).json()
+    assert channel["status"] == "NEEDS_RECONNECT"
+
+
+async def test_a_lost_answer_is_reconciled_not_posted_twice(world: World) -> None:
+    trap = await world.add_channel("Trap", accept_then_timeout=1)
+    post_id = await publish_now(world, {trap: {"caption": "once"}})
+    await worker(world).run_until_idle()
+    [live] = await feed(world, trap)
+    medium = (await document(world, post_id))["mediumsData"][trap]
+    assert (medium["status"], medium["externalPostId"]) == ("PUBLISHED", live["id"])
+
+
+async def test_a_lost_answer_that_cannot_be_looked_up_is_unknown(world: World) -> None:
+    blind = await world.add_channel("Blind", accept_then_timeout=1, no_lookup=1)
+    post_id = await publish_now(world, {blind: {"caption": "who knows"}})
+    await worker(world).run_until_idle()
+    doc = await document(world, post_id)
+    assert doc["mediumsData"][blind]["status"] == "UNKNOWN"
+    assert doc["status"] == "PUBLISHING"  # not final: a person must decide
+    assert len(await feed(world, blind)) == 1  # it did go out, and is not sent again
+
+
+async def test_a_worker_that_died_mid_call_is_reconciled_by_the_next(world: World) -> None:
+    post_id = await publish_now(world, {world.channel_id: {"caption": "crash"}})
+    first = worker(world, name="w-dies")
+    # The fan-out, then the call goes out; simulate a death right after the network
+    # accepted the post: the target stays PUBLISHING with an IN_FLIGHT attempt.
+    claimed = await first._claim(1)
+    await first._handle(claimed[0])
+    [target_task] = await first._claim(1)
+    prepared = await first._prepare(target_task)
+    assert prepared is not None
+    from tidings.platforms.base import PlatformContext
+    from tidings.platforms.sandbox import SandboxPlatform
+
+    await SandboxPlatform().publish(PlatformContext(db=world.db), prepared.request)
+    async with world.db.transaction() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id == target_task.id)
+            .values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    await worker(world, name="w-next").run_until_idle()
+    [live] = await feed(world, world.channel_id)
+    doc = await document(world, post_id)
+    assert doc["status"] == "PUBLISHED"
+    assert doc["mediumsData"][world.channel_id]["externalPostId"] == live["id"]
+
+
+async def test_first_comment_is_posted_after_publishing(world: World) -> None:
+    post_id = await publish_now(
+        world, {world.channel_id: {"caption": "with comment", "firstComment": "#launch"}}
+    )
+    await worker(world).run_until_idle()
+    [live] = await feed(world, world.channel_id)
+    assert live["firstComment"] == "#launch"
+    async with world.db.transaction() as session:
+        target = (
+            await session.execute(select(Target).where(Target.post_id == post_id))
+        ).scalar_one()
+        assert target.first_comment_status == "PUBLISHED"
+
+
+async def test_a_post_due_too_long_ago_is_missed_not_published(world: World) -> None:
+    post_id = await publish_now(world, {world.channel_id: {"caption": "late"}})
+    async with world.db.transaction() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.post_id == post_id, Task.kind == TaskKind.PUBLISH_POST)
+            .values(run_at=datetime.now(UTC) - timedelta(hours=25))
+        )
+    await worker(world).run_until_idle()
+    doc = await document(world, post_id)
+    assert doc["status"] == "FAILED"
+    assert doc["mediumsData"][world.channel_id]["errorCode"] == "MISSED"
+    assert await feed(world, world.channel_id) == []
+
+
+async def test_a_post_approved_for_a_time_publishes_at_that_time(world: World) -> None:
+    r = await world.api().post(
+        "/scheduled-posts", json=world.post_body(status="WAITING_FOR_APPROVAL")
+    )
+    post_id = r.json()["id"]
+    due = datetime.now(UTC) + timedelta(seconds=1.5)
+    reviewer = await world.person("reviewer")
+    r = await reviewer.post(
+        f"/scheduled-posts/{post_id}/approve", json={"scheduledFor": due.isoformat()}
+    )
+    assert r.status_code == 200, r.text
+    await worker(world).run_until_idle()
+    [live] = await feed(world, world.channel_id)
+    published = datetime.fromisoformat(live["publishedAt"])
+    assert due <= published < due + timedelta(seconds=1)
+
+
+async def test_a_reverted_post_is_not_published(world: World) -> None:
+    post_id = await publish_now(world, {world.channel_id: {"caption": "changed my mind"}})
+    reviewer = await world.person("reviewer")
+    r = await reviewer.post(f"/scheduled-posts/{post_id}/revert")
+    assert r.status_code == 200
+    await worker(world).run_until_idle()
+    assert await feed(world, world.channel_id) == []
+    assert (await document(world, post_id))["status"] == "DRAFT"
+
+
+async def test_a_post_that_started_publishing_cannot_be_reverted(world: World) -> None:
+    post_id = await publish_now(world, {world.channel_id: {"caption": "going"}})
+    w = worker(world)
+    await w._handle((await w._claim(1))[0])  # fan out
+    [target_task] = await w._claim(1)
+    assert await w._prepare(target_task) is not None  # the call is about to go out
+    reviewer = await world.person("reviewer")
+    r: httpx.Response = await reviewer.post(f"/scheduled-posts/{post_id}/revert")
+    assert r.status_code == 409
+    assert "PUBLISHING" in r.json()["message"]
+
+
+@pytest.mark.parametrize("status", [TaskStatus.DONE])
+async def test_every_task_is_closed_after_publishing(world: World, status: TaskStatus) -> None:
+    post_id = await publish_now(world, {world.channel_id: {"caption": "tidy"}})
+    await worker(world).run_until_idle()
+    async with world.db.transaction() as session:
+        tasks = (await session.execute(select(Task).where(Task.post_id == post_id))).scalars()
+        assert {(t.kind, t.status, t.locked_by) for t in tasks} == {
+            (TaskKind.PUBLISH_POST, status, None),
+            (TaskKind.PUBLISH_TARGET, status, None),
+        }
+
+
+async def test_the_attempt_ledger_is_readable(world: World) -> None:
+    flaky = await world.add_channel("Flaky", fail_first=1)
+    post_id = await publish_now(world, {flaky: {"caption": "twice", "firstComment": "hi"}})
+    await worker(world).run_until_idle()
+    r = await world.api().get(f"/scheduled-posts/{post_id}/attempts")
+    assert r.status_code == 200
+    rows = [
+        (a["operation"], a["number"], a["outcome"], a["errorCode"], a["worker"])
+        for a in r.json()["data"]
+    ]
+    assert rows == [
+        ("publish", 1, "FAILED", "SANDBOX_UNAVAILABLE", "w-test"),
+        ("publish", 2, "PUBLISHED", None, "w-test"),
+        # fail_first counts per key on the network, so the comment fails once too.
+        ("comment", 1, "FAILED", "SANDBOX_UNAVAILABLE", "w-test"),
+        ("comment", 2, "PUBLISHED", None, "w-test"),
+    ]
+    assert all(a["endedAt"] >= a["startedAt"] for a in r.json()["data"])
+    async with World.build(world.app, name="Other") as other:
+        assert (await other.api().get(f"/scheduled-posts/{post_id}/attempts")).status_code == 404
+
+
+async def test_a_stopped_worker_finishes_its_calls_and_holds_no_lease(world: World) -> None:
+    slow = await world.add_channel("Slow", latency_ms=400)
+    post_id = await publish_now(world, {slow: {"caption": "interrupted"}})
+    w = worker(world, config=EngineConfig(poll_interval=timedelta(milliseconds=20)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(w.run(stop))
+    for _ in range(300):
+        async with world.db.transaction(write=False) as session:
+            target = (
+                await session.execute(select(Target).where(Target.post_id == post_id))
+            ).scalar_one()
+        if target.status is not None and target.status.value == "PUBLISHING":
+            break
+        await asyncio.sleep(0.01)
+    stop.set()  # mid-call
+    await running
+    assert (await document(world, post_id))["status"] == "PUBLISHED"
+    assert len(await feed(world, slow)) == 1
+    async with world.db.transaction(write=False) as session:
+        tasks = (await session.execute(select(Task).where(Task.post_id == post_id))).scalars()
+        assert {(t.status, t.locked_by) for t in tasks} == {(TaskStatus.DONE, None)}
