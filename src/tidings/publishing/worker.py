@@ -258,6 +258,14 @@ class Worker:
             query = query.with_for_update(of=ScheduledPost)
         return (await session.execute(query)).scalar_one_or_none()
 
+    async def _load_target(
+        self, session: AsyncSession, task: Claimed
+    ) -> tuple[ScheduledPost | None, Target | None]:
+        """The task's post (locked) and the target of the task's channel, if both exist."""
+        post = await self._load(session, task.post_id)
+        targets = post.targets if post is not None else []
+        return post, next((t for t in targets if t.channel_id == task.channel_id), None)
+
     def _settle(self, post: ScheduledPost, now: datetime) -> None:
         """Derive the post's status from its targets, marking a change."""
         started = any(t.attempt_count > 0 for t in post.targets)
@@ -362,11 +370,7 @@ class Worker:
     async def _prepare(self, task: Claimed) -> "Prepared | None":
         now = utcnow()
         async with self.db.transaction() as session:
-            post = await self._load(session, task.post_id)
-            target = next(
-                (t for t in (post.targets if post else []) if t.channel_id == task.channel_id),
-                None,
-            )
+            post, target = await self._load_target(session, task)
             if (
                 post is None
                 or target is None
@@ -529,11 +533,7 @@ class Worker:
     async def _first_comment(self, task: Claimed) -> None:
         now = utcnow()
         async with self.db.transaction() as session:
-            post = await self._load(session, task.post_id)
-            target = next(
-                (t for t in (post.targets if post else []) if t.channel_id == task.channel_id),
-                None,
-            )
+            post, target = await self._load_target(session, task)
             if (
                 post is None
                 or target is None
