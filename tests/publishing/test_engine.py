@@ -330,3 +330,80 @@ async def test_a_stopped_worker_finishes_its_calls_and_holds_no_lease(world: Wor
     async with world.db.transaction(write=False) as session:
         tasks = (await session.execute(select(Task).where(Task.post_id == post_id))).scalars()
         assert {(t.status, t.locked_by) for t in tasks} == {(TaskStatus.DONE, None)}
+
+
+async def unknown_post(world: World) -> tuple[str, str]:
+    blind = await world.add_channel("Blind", accept_then_timeout=1, no_lookup=1)
+    post_id = await publish_now(world, {blind: {"caption": "who knows", "firstComment": "c"}})
+    await worker(world).run_until_idle()
+    assert (await document(world, post_id))["mediumsData"][blind]["status"] == "UNKNOWN"
+    return post_id, blind
+
+
+async def test_a_person_resolves_an_unknown_target_as_published(world: World) -> None:
+    post_id, blind = await unknown_post(world)
+    [live] = await feed(world, blind)
+    reviewer = await world.person("reviewer")
+    r = await reviewer.post(
+        f"/scheduled-posts/{post_id}/targets/{blind}/resolve",
+        json={"outcome": "PUBLISHED", "externalPostId": live["id"]},
+    )
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["status"] == "PUBLISHED"
+    assert doc["mediumsData"][blind]["externalPostId"] == live["id"]
+    await worker(world).run_until_idle()  # its first comment follows
+    assert (await feed(world, blind))[0]["firstComment"] == "c"
+    assert len(await feed(world, blind)) == 1
+
+
+async def test_a_person_resolves_an_unknown_target_by_retrying(world: World) -> None:
+    post_id, blind = await unknown_post(world)
+    reviewer = await world.person("reviewer")
+    r = await reviewer.post(
+        f"/scheduled-posts/{post_id}/targets/{blind}/resolve", json={"outcome": "RETRY"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["mediumsData"][blind]["status"] == "PENDING"
+    await worker(world).run_until_idle()
+    doc = await document(world, post_id)
+    assert doc["status"] == "PUBLISHED"
+    assert len(await feed(world, blind)) == 2  # the person chose to publish it again
+
+
+async def test_resolving_is_for_people_and_unknown_targets_only(world: World) -> None:
+    post_id, blind = await unknown_post(world)
+    url = f"/scheduled-posts/{post_id}/targets/{blind}/resolve"
+    r = await world.api().post(url, json={"outcome": "RETRY"})
+    assert r.status_code == 403
+    assert "human decision" in r.json()["message"]
+    editor = await world.person("editor")
+    assert (await editor.post(url, json={"outcome": "RETRY"})).status_code == 403
+    reviewer = await world.person("reviewer")
+    r = await reviewer.post(url, json={"outcome": "MAYBE"})
+    assert r.status_code == 422
+    assert r.json()["error"][0]["path"] == ["outcome"]
+    assert (await reviewer.post(url, json={"outcome": "PUBLISHED"})).status_code == 200
+    r = await reviewer.post(url, json={"outcome": "RETRY"})
+    assert r.status_code == 409
+    assert r.json()["message"] == (
+        "cannot resolve a post in status PUBLISHED; allowed from: PUBLISHING"
+    )
+
+
+async def test_only_an_unknown_target_is_resolved_by_hand(world: World) -> None:
+    blind = await world.add_channel("Blind", accept_then_timeout=1, no_lookup=1)
+    post_id = await publish_now(
+        world, {blind: {"caption": "?"}, world.channel_id: {"caption": "fine"}}
+    )
+    await worker(world).run_until_idle()
+    reviewer = await world.person("reviewer")
+    base = f"/scheduled-posts/{post_id}/targets"
+    r = await reviewer.post(f"{base}/{world.channel_id}/resolve", json={"outcome": "RETRY"})
+    assert r.status_code == 409
+    assert r.json()["message"] == (
+        f"channel {world.channel_id} is PUBLISHED; only an UNKNOWN target is resolved by hand"
+    )
+    r = await reviewer.post(f"{base}/ch_nope/resolve", json={"outcome": "RETRY"})
+    assert r.status_code == 404
+    assert (await document(world, post_id))["status"] == "PUBLISHING"

@@ -34,6 +34,7 @@ EXPECTED_MOVES: dict[tuple[PostStatus, Action], PostStatus] = {
     (S.SCHEDULED, A.REVERT): S.DRAFT,
     (S.SCHEDULED, A.CANCEL): S.CANCELED,
     **{(s, A.DELETE): s for s in PostStatus if s is not S.PUBLISHING},
+    (S.PUBLISHING, A.RESOLVE): S.PUBLISHING,
 }
 
 COMPOSE = {A.CREATE, A.EDIT, A.MOVE_TO_DRAFT, A.SUBMIT, A.DELETE}
@@ -41,7 +42,7 @@ EXPECTED_PERMISSIONS: dict[Actor, set[Action]] = {
     Actor.OWNER: set(Action),
     Actor.ADMIN: set(Action),
     Actor.EDITOR: COMPOSE | {A.REVERT, A.CANCEL},
-    Actor.REVIEWER: {A.REJECT, A.APPROVE, A.PUBLISH_NOW, A.REVERT, A.CANCEL},
+    Actor.REVIEWER: {A.REJECT, A.APPROVE, A.PUBLISH_NOW, A.RESOLVE, A.REVERT, A.CANCEL},
     Actor.VIEWER: set(),
     Actor.API_KEY: COMPOSE | {A.REVERT, A.CANCEL, A.REJECT},
 }
@@ -81,7 +82,7 @@ def test_editing_a_scheduled_post_says_revert_it_first(action: Action) -> None:
         transition(S.SCHEDULED, action, Actor.EDITOR)
 
 
-@pytest.mark.parametrize("action", [A.APPROVE, A.PUBLISH_NOW])
+@pytest.mark.parametrize("action", [A.APPROVE, A.PUBLISH_NOW, A.RESOLVE])
 def test_api_keys_are_told_approval_is_human(action: Action) -> None:
     with pytest.raises(ActorForbidden, match="human decision"):
         transition(S.WAITING_FOR_APPROVAL, action, Actor.API_KEY)

@@ -6,7 +6,10 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.ids import new_id
+from tidings.platforms.base import Published
 from tidings.publishing.models import Task, TaskKind, TaskStatus
+from tidings.publishing.states import TargetStatus
+from tidings.scheduled_posts.models import ScheduledPost, Target
 
 
 async def enqueue_publish(
@@ -26,6 +29,29 @@ async def enqueue_publish(
     return task
 
 
+def enqueue_target_task(
+    session: AsyncSession,
+    *,
+    kind: TaskKind,
+    workspace_id: str,
+    post_id: str,
+    channel_id: str,
+    run_at: datetime,
+) -> Task:
+    """Add a task about one target of a post (publish it, or post its first comment)."""
+    task = Task(
+        id=new_id("task"),
+        workspace_id=workspace_id,
+        kind=kind,
+        post_id=post_id,
+        channel_id=channel_id,
+        run_at=run_at,
+        status=TaskStatus.PENDING,
+    )
+    session.add(task)
+    return task
+
+
 async def cancel_post_tasks(session: AsyncSession, post_id: str, now: datetime) -> int:
     """Cancel every task of a post that has not started; returns how many were cancelled."""
     result = await session.execute(
@@ -35,3 +61,25 @@ async def cancel_post_tasks(session: AsyncSession, post_id: str, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def mark_published(
+    session: AsyncSession, post: ScheduledPost, target: Target, result: Published
+) -> None:
+    """A target is live: keep the platform's ids, then queue its first comment, if any."""
+    target.status = TargetStatus.PUBLISHED
+    target.external_post_id = result.external_post_id
+    target.external_url = result.external_url
+    target.published_at = result.published_at
+    target.error_code = None
+    target.error_message = None
+    if target.first_comment:
+        target.first_comment_status = "PENDING"
+        enqueue_target_task(
+            session,
+            kind=TaskKind.FIRST_COMMENT,
+            workspace_id=post.workspace_id,
+            post_id=post.id,
+            channel_id=target.channel_id,
+            run_at=result.published_at,
+        )

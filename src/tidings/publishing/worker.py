@@ -42,6 +42,7 @@ from tidings.platforms.base import (
     PublishRequest,
 )
 from tidings.publishing.models import AttemptOutcome, PublishAttempt, Task, TaskKind, TaskStatus
+from tidings.publishing.service import enqueue_target_task, mark_published
 from tidings.publishing.states import (
     ErrorKind,
     Next,
@@ -302,16 +303,13 @@ class Worker:
                     )
                     continue
                 target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
-                session.add(
-                    Task(
-                        id=new_id("task"),
-                        workspace_id=post.workspace_id,
-                        kind=TaskKind.PUBLISH_TARGET,
-                        post_id=post.id,
-                        channel_id=target.channel_id,
-                        run_at=now,
-                        status=TaskStatus.PENDING,
-                    )
+                enqueue_target_task(
+                    session,
+                    kind=TaskKind.PUBLISH_TARGET,
+                    workspace_id=post.workspace_id,
+                    post_id=post.id,
+                    channel_id=target.channel_id,
+                    run_at=now,
                 )
             if missed:
                 post.status = post_status(t.status or TargetStatus.FAILED for t in post.targets)
@@ -431,7 +429,7 @@ class Worker:
                     else AttemptOutcome.PUBLISHED
                 )
                 attempt.request_id = outcome.request_id
-                self._published(session, post, target, outcome)
+                mark_published(session, post, target, outcome)
             elif outcome is None and unknown_reason is None:
                 # Looked up after a lost answer and not found: it did not go out; try again.
                 attempt.outcome = AttemptOutcome.FAILED
@@ -453,29 +451,6 @@ class Worker:
                 await self._finish(session, task.id, TaskStatus.PENDING, run_at=retry_at)
             else:
                 await self._finish(session, task.id, TaskStatus.DONE)
-
-    def _published(
-        self, session: AsyncSession, post: ScheduledPost, target: Target, result: Published
-    ) -> None:
-        target.status = TargetStatus.PUBLISHED
-        target.external_post_id = result.external_post_id
-        target.external_url = result.external_url
-        target.published_at = result.published_at
-        target.error_code = None
-        target.error_message = None
-        if target.first_comment:
-            target.first_comment_status = "PENDING"
-            session.add(
-                Task(
-                    id=new_id("task"),
-                    workspace_id=post.workspace_id,
-                    kind=TaskKind.FIRST_COMMENT,
-                    post_id=post.id,
-                    channel_id=target.channel_id,
-                    run_at=utcnow(),
-                    status=TaskStatus.PENDING,
-                )
-            )
 
     def _failed(
         self,

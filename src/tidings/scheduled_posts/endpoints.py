@@ -20,6 +20,7 @@ from tidings.scheduled_posts.schemas import (
     PublishAttemptList,
     PublishAttemptOut,
     RejectRequest,
+    ResolveRequest,
     ScheduledPostCreate,
     ScheduledPostOut,
     ScheduledPostPage,
@@ -301,3 +302,19 @@ async def list_attempts(
             for a in attempts
         ]
     )
+
+
+@router.post("/{post_id}/targets/{channel_id}/resolve", response_model=ScheduledPostOut)
+async def resolve_target(
+    post_id: str,
+    channel_id: str,
+    body: ResolveRequest,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+    background: BackgroundTasks,
+) -> ScheduledPostOut:
+    """Settle a target whose outcome is UNKNOWN (people only): PUBLISHED, or RETRY."""
+    post = await service.resolve_target(session, principal, post_id, channel_id, body, _now())
+    background.add_task(state.wake_workers)
+    return to_document(post)

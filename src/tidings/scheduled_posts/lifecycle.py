@@ -33,6 +33,7 @@ class Action(StrEnum):
     REVERT = "revert"
     CANCEL = "cancel"
     DELETE = "delete"
+    RESOLVE = "resolve"  # a person settles a target whose outcome is UNKNOWN
 
 
 class Actor(StrEnum):
@@ -53,7 +54,7 @@ A = Action
 CREATABLE: frozenset[PostStatus] = frozenset({S.DRAFT, S.WAITING_FOR_APPROVAL})
 
 _COMPOSE = frozenset({A.CREATE, A.EDIT, A.MOVE_TO_DRAFT, A.SUBMIT, A.DELETE})
-_REVIEW = frozenset({A.REJECT, A.APPROVE, A.PUBLISH_NOW})
+_REVIEW = frozenset({A.REJECT, A.APPROVE, A.PUBLISH_NOW, A.RESOLVE})
 _UNSCHEDULE = frozenset({A.REVERT, A.CANCEL})
 
 #: What each actor may ever do. Approving and publishing now are human decisions, so API
@@ -90,6 +91,7 @@ TRANSITIONS: Mapping[Action, Mapping[PostStatus, PostStatus]] = {
     A.REVERT: {S.SCHEDULED: S.DRAFT},
     A.CANCEL: {S.SCHEDULED: S.CANCELED},
     A.DELETE: _EVERY_STATUS_BUT_PUBLISHING,
+    A.RESOLVE: {S.PUBLISHING: S.PUBLISHING},  # the engine then derives the post's status
 }
 
 #: Transitions after which the post must pass full publish validation.
@@ -104,7 +106,7 @@ VALIDATED: frozenset[tuple[Action, PostStatus]] = frozenset(
     }
 )
 
-_HUMAN_ONLY = frozenset({A.APPROVE, A.PUBLISH_NOW})
+_HUMAN_ONLY = frozenset({A.APPROVE, A.PUBLISH_NOW, A.RESOLVE})
 
 
 class TransitionRefused(Exception):

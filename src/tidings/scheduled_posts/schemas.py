@@ -112,6 +112,16 @@ class ApproveRequest(RequestModel):
     )
 
 
+class ResolveRequest(RequestModel):
+    """How a person settles a target whose outcome the engine could not determine."""
+
+    outcome: Literal["PUBLISHED", "RETRY"] = Field(
+        description="PUBLISHED: it is live (give its id if you know it); RETRY: it is not, "
+        "publish it again."
+    )
+    externalPostId: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
 class MediumData(BaseModel):
     caption: str | None
     firstComment: str | None

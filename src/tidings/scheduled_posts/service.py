@@ -16,15 +16,21 @@ from tidings.auth.principal import Principal
 from tidings.channels.service import channels_by_id, facts
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestShapeError
 from tidings.ids import new_id
-from tidings.platforms.base import PostContent, TargetContent, media_items
-from tidings.publishing.models import PublishAttempt
-from tidings.publishing.service import cancel_post_tasks, enqueue_publish
-from tidings.publishing.states import TargetStatus
+from tidings.platforms.base import PostContent, Published, TargetContent, media_items
+from tidings.publishing.models import PublishAttempt, TaskKind
+from tidings.publishing.service import (
+    cancel_post_tasks,
+    enqueue_publish,
+    enqueue_target_task,
+    mark_published,
+)
+from tidings.publishing.states import TargetStatus, post_status
 from tidings.scheduled_posts import lifecycle
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.scheduled_posts.schemas import (
     ChannelEntry,
+    ResolveRequest,
     ScheduledPostCreate,
     ScheduledPostUpdate,
 )
@@ -531,3 +537,57 @@ async def list_attempts(
         select(PublishAttempt).where(PublishAttempt.post_id == post_id).order_by(PublishAttempt.id)
     )
     return list(result.scalars())
+
+
+async def resolve_target(
+    session: AsyncSession,
+    principal: Principal,
+    post_id: str,
+    channel_id: str,
+    body: ResolveRequest,
+    now: datetime,
+) -> ScheduledPost:
+    """A person settles an UNKNOWN target: it is live, or it is to be published again."""
+    post = await get_post(session, principal.workspace_id, post_id, for_update=True)
+    from_status = post.status
+    _take(post, Action.RESOLVE, principal)
+    target = next((t for t in post.targets if t.channel_id == channel_id), None)
+    if target is None:
+        raise NotFound(f"post {post_id} has no channel {channel_id}")
+    if target.status is not TargetStatus.UNKNOWN:
+        current = target.status.value if target.status else "not scheduled"
+        raise Conflict(
+            f"channel {channel_id} is {current}; only an UNKNOWN target is resolved by hand"
+        )
+    post.touch(now)
+    if body.outcome == "PUBLISHED":
+        mark_published(
+            session,
+            post,
+            target,
+            Published(
+                external_post_id=body.externalPostId or target.external_post_id or "",
+                external_url=target.external_url,
+                published_at=now,
+            ),
+        )
+    else:
+        target.status = TargetStatus.PENDING
+        target.error_code = None
+        target.error_message = None
+        enqueue_target_task(
+            session,
+            kind=TaskKind.PUBLISH_TARGET,
+            workspace_id=post.workspace_id,
+            post_id=post.id,
+            channel_id=channel_id,
+            run_at=now,
+        )
+    post.status = post_status(
+        (t.status or TargetStatus.PENDING for t in post.targets), started=True
+    )
+    _record(
+        session, post, Action.RESOLVE, principal, from_status, now, f"{channel_id}: {body.outcome}"
+    )
+    await session.flush()
+    return post
