@@ -4,13 +4,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,11 +24,13 @@ from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.db.session import StateDep
 from tidings.errors import RequestShapeError, TidingsError
+from tidings.publishing.health import engine_report
 from tidings.publishing.worker import Worker, engine_config
 from tidings.sandbox.endpoints import router as sandbox_router
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
 from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
 from tidings.state import AppState
+from tidings.timefmt import utcnow
 
 log = logging.getLogger("tidings")
 _UNPARSABLE_BODY = "There was an error parsing the body"
@@ -120,7 +123,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         running: asyncio.Task[None] | None = None
         if settings.embedded_worker:
             worker = Worker(
-                db, config=engine_config(settings), concurrency=settings.worker_concurrency
+                db,
+                config=engine_config(settings),
+                concurrency=settings.worker_concurrency,
+                metrics=state.metrics,
             )
             state.wakers.append(worker.wake)
             running = asyncio.create_task(worker.run(stop))
@@ -148,15 +154,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health", tags=["operations"])
     async def health(state: StateDep) -> JSONResponse:
-        """Liveness: whether the database answers."""
+        """Liveness: the database answers, a worker is alive, and due work is picked up."""
+        settings = state.settings
+        max_age = timedelta(seconds=settings.health_max_heartbeat_age_seconds)
         try:
-            async with state.db.reader() as session:
-                await session.execute(text("SELECT 1"))
+            async with state.db.transaction(write=False) as session:
+                report = await engine_report(session, utcnow(), fresh_within=max_age)
         except (DBAPIError, OSError) as exc:
             return JSONResponse(
                 {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
                 status_code=503,
             )
-        return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+        problems = report.problems(
+            max_heartbeat_age=max_age,
+            max_lag=timedelta(seconds=settings.health_max_lag_seconds),
+        )
+        age = report.heartbeat_age
+        body = {
+            "status": "unavailable" if problems else "ok",
+            "version": __version__,
+            "database": "ok",
+            "workers": report.fresh_workers,
+            "heartbeatAgeSeconds": round(age.total_seconds(), 3) if age is not None else None,
+            "oldestOverdueSeconds": round(report.oldest_overdue.total_seconds(), 3),
+            "tasksDue": report.tasks_due,
+            "problems": problems,
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(state: StateDep) -> Response:
+        """Prometheus metrics: the queue as the database sees it, and this process's worker."""
+        max_age = timedelta(seconds=state.settings.health_max_heartbeat_age_seconds)
+        async with state.db.transaction(write=False) as session:
+            report = await engine_report(session, utcnow(), fresh_within=max_age)
+        return Response(state.metrics.render(report), media_type=CONTENT_TYPE_LATEST)
 
     return app

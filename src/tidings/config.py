@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     missed_after_hours: float = Field(default=24, gt=0)
+    # /health answers 503 past these.
+    health_max_lag_seconds: float = Field(default=60, gt=0)
+    health_max_heartbeat_age_seconds: float = Field(default=30, gt=0)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

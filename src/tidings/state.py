@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.db.engine import Database
+from tidings.publishing.metrics import EngineMetrics
 
 
 @dataclass
@@ -13,6 +14,7 @@ class AppState:
     settings: Settings
     db: Database
     box: SecretBox
+    metrics: EngineMetrics = field(default_factory=EngineMetrics)
     wakers: list[Callable[[], None]] = field(default_factory=list)
 
     def wake_workers(self) -> None:

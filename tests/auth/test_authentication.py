@@ -369,6 +369,7 @@ PUBLIC_PATHS = {
     "/docs/oauth2-redirect",
     "/redoc",
     "/health",
+    "/metrics",
     "/auth/login",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -414,7 +415,11 @@ async def test_every_route_requires_authentication(
 
 
 async def test_public_endpoints_need_no_credentials(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/health")).status_code == 200
+    # No worker runs in these tests, so /health answers, but with 503.
+    health = await client.get("/health")
+    assert health.status_code == 503
+    assert health.json()["database"] == "ok"
+    assert (await client.get("/metrics")).status_code == 200
     assert (await client.get("/openapi.json")).status_code == 200
 
 

@@ -99,7 +99,9 @@ async def test_unknown_channel_is_404(world: World) -> None:
     assert r.json() == {"message": "channel ch_missing not found"}
 
 
-async def test_health_reports_the_database(world: World) -> None:
+async def test_health_without_a_worker_is_503(world: World) -> None:
     r = await world.anonymous().get("/health")
-    assert r.status_code == 200
-    assert r.json()["database"] == "ok"
+    assert r.status_code == 503
+    body = r.json()
+    assert (body["status"], body["database"], body["workers"]) == ("unavailable", "ok", 0)
+    assert body["problems"][0].startswith("no worker has a fresh heartbeat")

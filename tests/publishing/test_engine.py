@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.world import World
+from tidings.db.engine import Database
 from tidings.publishing.models import PublishAttempt, Task, TaskKind, TaskStatus
 from tidings.publishing.states import RetryPolicy
 from tidings.publishing.worker import EngineConfig, Worker
@@ -407,3 +408,81 @@ async def test_only_an_unknown_target_is_resolved_by_hand(world: World) -> None:
     r = await reviewer.post(f"{base}/ch_nope/resolve", json={"outcome": "RETRY"})
     assert r.status_code == 404
     assert (await document(world, post_id))["status"] == "PUBLISHING"
+
+
+async def test_health_follows_the_workers_and_the_lag(world: World) -> None:
+    w = worker(world, config=EngineConfig(poll_interval=timedelta(milliseconds=20)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(w.run(stop))
+    try:
+        for _ in range(100):
+            r = await world.anonymous().get("/health")
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        body = r.json()
+        assert (r.status_code, body["workers"], body["tasksDue"]) == (200, 1, 0)
+        assert body["heartbeatAgeSeconds"] < 5
+    finally:
+        stop.set()
+        await running
+    # The worker stopped and removed its beat; a task two minutes overdue is reported too.
+    post_id = await publish_now(world, {world.channel_id: {"caption": "stuck"}})
+    async with world.db.transaction() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.post_id == post_id)
+            .values(run_at=datetime.now(UTC) - timedelta(minutes=2))
+        )
+    r = await world.anonymous().get("/health")
+    assert r.status_code == 503
+    body = r.json()
+    assert body["tasksDue"] == 1
+    assert 119 < body["oldestOverdueSeconds"] < 200
+    assert any(p.startswith("due work has waited") for p in body["problems"])
+
+
+async def test_metrics_count_what_was_published_and_the_lag(world: World) -> None:
+    refused = await world.add_channel("Banned", permanent_error="NO")
+    await publish_now(world, {world.channel_id: {"caption": "a"}, refused: {"caption": "b"}})
+    await worker(world, metrics=world.state.metrics).run_until_idle()
+    r = await world.anonymous().get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    lines = set(r.text.splitlines())
+    for expected in (
+        "tidings_tasks_claimed_total 3.0",  # the post's task and two targets
+        "tidings_targets_published_total 1.0",
+        "tidings_targets_failed_total 1.0",
+        "tidings_dispatch_lag_seconds_count 2.0",
+        'tidings_targets{status="PUBLISHED"} 1.0',
+        'tidings_targets{status="FAILED"} 1.0',
+        "tidings_tasks_due 0.0",
+    ):
+        assert expected in lines, expected
+
+
+async def test_a_sleeping_worker_is_woken_by_a_new_task(world: World, database_url: str) -> None:
+    """PostgreSQL: another process's commit wakes it (LISTEN/NOTIFY), here through a separate
+    engine. SQLite (one process): the approving request wakes it directly."""
+    slow_poll = EngineConfig(poll_interval=timedelta(seconds=30))
+    other_process = Database.connect(database_url)
+    w = Worker(other_process, config=slow_poll, name="w-asleep")
+    if world.db.is_sqlite:
+        world.state.wakers.append(w.wake)
+    stop = asyncio.Event()
+    running = asyncio.create_task(w.run(stop))
+    try:
+        await asyncio.sleep(0.5)  # it has looked, found nothing due, and gone to sleep
+        started = datetime.now(UTC)
+        await publish_now(world, {world.channel_id: {"caption": "wake up"}})
+        for _ in range(100):
+            if await feed(world, world.channel_id):
+                break
+            await asyncio.sleep(0.05)
+        [live] = await feed(world, world.channel_id)
+        assert datetime.fromisoformat(live["publishedAt"]) - started < timedelta(seconds=3)
+    finally:
+        stop.set()
+        await running
+        await other_process.dispose()

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -14,6 +14,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+#: The LISTEN/NOTIFY channel that tells workers on other processes that a task was added.
+TASKS_CHANNEL = "tidings_tasks"
+#: Set in `session.info` by whoever adds a task: the commit then notifies the workers.
+NOTIFY_WORKERS = "tidings.notify_workers"
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 
@@ -109,6 +114,9 @@ class Database:
             session = await stack.enter_async_context((self.writer if write else self.reader)())
             try:
                 yield session
+                if session.info.pop(NOTIFY_WORKERS, False) and not self.is_sqlite:
+                    # Delivered by PostgreSQL only if, and when, the transaction commits.
+                    await session.execute(text(f"NOTIFY {TASKS_CHANNEL}"))
                 await session.commit()
             except BaseException:
                 await session.rollback()

@@ -3,7 +3,7 @@
 from tidings.auth.models import ApiKey, User, UserSession
 from tidings.channels.models import Channel
 from tidings.db.base import Base
-from tidings.publishing.models import Task
+from tidings.publishing.models import PublishAttempt, Task, WorkerHeartbeat
 from tidings.sandbox.models import SandboxCall, SandboxPost
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.workspaces.models import Membership, Workspace
@@ -15,6 +15,7 @@ __all__ = [
     "Channel",
     "Membership",
     "PostEvent",
+    "PublishAttempt",
     "SandboxCall",
     "SandboxPost",
     "ScheduledPost",
@@ -22,6 +23,7 @@ __all__ = [
     "Task",
     "User",
     "UserSession",
+    "WorkerHeartbeat",
     "Workspace",
     "metadata",
 ]

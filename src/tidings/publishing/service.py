@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.db.engine import NOTIFY_WORKERS
 from tidings.ids import new_id
 from tidings.platforms.base import Published
 from tidings.publishing.models import Task, TaskKind, TaskStatus
@@ -25,6 +26,7 @@ async def enqueue_publish(
         status=TaskStatus.PENDING,
     )
     session.add(task)
+    session.info[NOTIFY_WORKERS] = True
     await session.flush()
     return task
 
@@ -49,6 +51,7 @@ def enqueue_target_task(
         status=TaskStatus.PENDING,
     )
     session.add(task)
+    session.info[NOTIFY_WORKERS] = True
     return task
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import selectinload
 from tidings.channels.models import ChannelStatus
 from tidings.channels.service import facts
 from tidings.config import Settings
-from tidings.db.engine import Database
+from tidings.db.engine import TASKS_CHANNEL, Database
 from tidings.ids import new_id
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
@@ -41,7 +41,15 @@ from tidings.platforms.base import (
     PublishFailure,
     PublishRequest,
 )
-from tidings.publishing.models import AttemptOutcome, PublishAttempt, Task, TaskKind, TaskStatus
+from tidings.publishing.metrics import EngineMetrics
+from tidings.publishing.models import (
+    AttemptOutcome,
+    PublishAttempt,
+    Task,
+    TaskKind,
+    TaskStatus,
+    WorkerHeartbeat,
+)
 from tidings.publishing.service import enqueue_target_task, mark_published
 from tidings.publishing.states import (
     ErrorKind,
@@ -67,6 +75,7 @@ class EngineConfig:
     call_timeout: timedelta = timedelta(seconds=60)
     missed_after: timedelta = timedelta(hours=24)
     poll_interval: timedelta = timedelta(seconds=1)
+    heartbeat_every: timedelta = timedelta(seconds=5)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -97,8 +106,10 @@ class Worker:
         config: EngineConfig | None = None,
         concurrency: int = 8,
         name: str | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics
         self.config = config or EngineConfig()
         self.concurrency = concurrency
         self.name = name or default_worker_name()
@@ -111,7 +122,14 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run tasks until `stop` is set; then let running ones finish."""
+        started = utcnow()
+        last_beat: datetime | None = None
+        listener = None if self.db.is_sqlite else asyncio.create_task(self._listen(stop))
         while not stop.is_set():
+            now = utcnow()
+            if last_beat is None or now - last_beat >= self.config.heartbeat_every:
+                await self._beat(started, now)
+                last_beat = now
             free = self.concurrency - len(self._running)
             claimed = await self._claim(free) if free > 0 else []
             for task in claimed:
@@ -125,7 +143,51 @@ class Worker:
         # one half-way would only leave its target for another worker to reconcile.
         if self._running:
             await asyncio.wait(self._running)
+        if listener is not None:
+            await listener
         await self._release()
+        await self._beat(started, None)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """On PostgreSQL, wake up as soon as another process commits a task (LISTEN/NOTIFY).
+
+        The connection is the worker's own, outside the pool; if it drops it is opened again,
+        and meanwhile the poll interval still finds the work.
+        """
+        import asyncpg
+
+        dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            lost = asyncio.Event()
+            try:
+                connection = await asyncpg.connect(dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("cannot LISTEN for new tasks (%s); polling meanwhile", exc)
+                await _wait_any(stop, None, seconds=5)
+                continue
+            try:
+                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await connection.add_listener(TASKS_CHANNEL, lambda *_args: self._wake.set())
+                self._wake.set()  # anything committed before we listened is looked for now
+                await _wait_any(stop, lost, seconds=None)
+            finally:
+                if not connection.is_closed():
+                    await connection.close()
+
+    async def _beat(self, started: datetime, now: datetime | None) -> None:
+        """Record that this worker is alive (or, with `now` None, that it has stopped)."""
+        async with self.db.transaction() as session:
+            beat = await session.get(WorkerHeartbeat, self.name)
+            if now is None:
+                if beat is not None:
+                    await session.delete(beat)
+                return
+            if beat is None:
+                beat = WorkerHeartbeat(name=self.name, started_at=started, beat_at=now)
+                session.add(beat)
+            beat.beat_at = now
+            beat.concurrency = self.concurrency
+            beat.running = len(self._running)
 
     async def _release(self) -> None:
         """Hand back any lease this worker still holds, so others need not wait it out."""
@@ -150,12 +212,7 @@ class Worker:
         if next_due is not None:
             timeout = min(timeout, max(0.0, (next_due - utcnow()).total_seconds()))
         self._wake.clear()
-        waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await _wait_any(self._wake, stop, seconds=timeout)
 
     async def run_until_idle(self, within: float = 30) -> None:
         """Run until no task is due or running (for tests and one-shot use)."""
@@ -205,6 +262,8 @@ class Worker:
                 )
                 .execution_options(synchronize_session=False)
             )
+            if self.metrics is not None:
+                self.metrics.claimed.inc(len(ids))
             rows = await session.execute(select(Task).where(Task.id.in_(ids)))
             return [
                 Claimed(t.id, t.kind, t.post_id, t.channel_id, t.run_at) for t in rows.scalars()
@@ -382,6 +441,9 @@ class Worker:
             if not reconcile:
                 target.status = TargetStatus.PUBLISHING
                 target.attempt_count += 1
+                due = post.scheduled_for if target.attempt_count == 1 else task.run_at
+                if self.metrics is not None and due is not None:
+                    self.metrics.dispatch_lag.observe(max(0.0, (now - due).total_seconds()))
             target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
             attempt = PublishAttempt(
                 id=new_id("att"),
@@ -447,6 +509,10 @@ class Worker:
             else:
                 retry_at = self._failed(post, target, attempt, outcome, now)
             self._settle(post, now)
+            if self.metrics is not None and target.status is TargetStatus.PUBLISHED:
+                self.metrics.published.inc()
+            if self.metrics is not None and target.status is TargetStatus.FAILED:
+                self.metrics.failed.inc()
             if retry_at is not None:
                 await self._finish(session, task.id, TaskStatus.PENDING, run_at=retry_at)
             else:
@@ -579,6 +645,20 @@ class Worker:
             else:
                 target.first_comment_status = "FAILED"
                 await self._finish(session, task.id, TaskStatus.FAILED, error=failure.code)
+
+
+async def _wait_any(
+    first: asyncio.Event, second: asyncio.Event | None, *, seconds: float | None
+) -> None:
+    """Until either event is set, or `seconds` pass."""
+    waiters = [asyncio.create_task(first.wait())]
+    if second is not None:
+        waiters.append(asyncio.create_task(second.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 @dataclass(frozen=True)
