@@ -3,7 +3,6 @@
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -16,6 +15,7 @@ from tidings.crypto import SecretBox
 from tidings.db import migrate as migrations
 from tidings.db.engine import Database
 from tidings.errors import TidingsError
+from tidings.timefmt import format_instant, utcnow
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Role
 
@@ -74,10 +74,6 @@ def _run(work: Callable[[AsyncSession, Settings], Awaitable[T]], *, as_json: boo
 
 def _emit(result: dict[str, Any], as_json: bool, human: str) -> None:
     typer.echo(json.dumps(result, indent=2) if as_json else human)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @app.command()
@@ -157,7 +153,7 @@ def workspaces_create(
     """Create a workspace."""
 
     async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
-        ws = await workspace_service.create_workspace(session, name, _now(), timezone)
+        ws = await workspace_service.create_workspace(session, name, utcnow(), timezone)
         return {"id": ws.id, "name": ws.name, "timezone": ws.timezone}
 
     result = _run(work, as_json=as_json)
@@ -176,7 +172,7 @@ def users_create(
 
     async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
         user, membership = await workspace_service.add_member(
-            session, workspace_id=workspace, email=email, password=password, role=role, now=_now()
+            session, workspace_id=workspace, email=email, password=password, role=role, now=utcnow()
         )
         return {
             "id": user.id,
@@ -199,7 +195,7 @@ def keys_create(
 
     async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         box = SecretBox(settings.resolved_secret_key)
-        issued = await auth_service.create_api_key(session, box, workspace, name, _now())
+        issued = await auth_service.create_api_key(session, box, workspace, name, utcnow())
         return {
             "id": issued.key.id,
             "name": issued.key.name,
@@ -225,9 +221,9 @@ def keys_revoke(
     """Revoke an API key: requests signed with it are refused from now on."""
 
     async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
-        key = await auth_service.revoke_api_key(session, key_id, _now())
+        key = await auth_service.revoke_api_key(session, key_id, utcnow())
         assert key.revoked_at is not None
-        return {"id": key.id, "revokedAt": key.revoked_at.isoformat().replace("+00:00", "Z")}
+        return {"id": key.id, "revokedAt": format_instant(key.revoked_at)}
 
     result = _run(work, as_json=as_json)
     _emit(result, as_json, f"revoked {result['id']}")
@@ -263,7 +259,7 @@ def channels_add(
             platform=platform,
             name=name,
             options=options,
-            now=_now(),
+            now=utcnow(),
         )
         return {
             "id": channel.id,

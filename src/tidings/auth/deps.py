@@ -1,7 +1,7 @@
 """The `CurrentPrincipal` dependency: every route's authentication, three ways."""
 
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -11,6 +11,7 @@ from tidings.auth import service
 from tidings.auth.principal import AuthMethod, Principal
 from tidings.db.session import SessionDep, StateDep
 from tidings.errors import Forbidden, Unauthorized
+from tidings.timefmt import utcnow
 
 SESSION_COOKIE = "tidings_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -43,7 +44,7 @@ async def current_principal(
     cookie: Annotated[str | None, Security(_cookie)],
 ) -> Principal:
     """Authenticate by signed headers, then Bearer token, then session cookie (with CSRF)."""
-    now = datetime.now(UTC)
+    now = utcnow()
     settings = state.settings
     if x_api_key is not None:
         return await service.authenticate_signature(

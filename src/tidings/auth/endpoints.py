@@ -1,6 +1,6 @@
 """Sign in and out; ask who you are."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response, status
 
@@ -8,6 +8,7 @@ from tidings.auth import service
 from tidings.auth.deps import SESSION_COOKIE, CurrentPrincipal, require_session
 from tidings.auth.schemas import LoginRequest, LoginResponse, WhoAmI
 from tidings.db.session import SessionDep, StateDep
+from tidings.timefmt import utcnow
 from tidings.workspaces.models import Membership
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -24,7 +25,7 @@ async def login(
         email=body.email,
         password=body.password,
         workspace_id=body.workspaceId,
-        now=datetime.now(UTC),
+        now=utcnow(),
         ttl=ttl,
     )
     response.set_cookie(

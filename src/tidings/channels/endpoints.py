@@ -1,7 +1,5 @@
 """HTTP routes of /channels."""
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, status
 
 from tidings.auth.deps import CurrentPrincipal
@@ -9,6 +7,7 @@ from tidings.channels import service
 from tidings.channels.models import Channel, ChannelStatus
 from tidings.channels.schemas import ChannelCreate, ChannelList, ChannelOut, ChannelUpdate
 from tidings.db.session import SessionDep
+from tidings.timefmt import utcnow
 
 router = APIRouter(prefix="/channels", tags=["channels"])
 
@@ -44,7 +43,7 @@ async def add_channel(
         platform=body.platform,
         name=body.name,
         options=body.options,
-        now=datetime.now(UTC),
+        now=utcnow(),
     )
     return _out(channel)
 
@@ -70,6 +69,6 @@ async def update_channel(
         name=body.name,
         options=body.options,
         status=ChannelStatus(body.status) if body.status else None,
-        now=datetime.now(UTC),
+        now=utcnow(),
     )
     return _out(channel)

@@ -9,7 +9,8 @@ from tidings.db.engine import NOTIFY_WORKERS
 from tidings.ids import new_id
 from tidings.platforms.base import Published
 from tidings.publishing.models import Task, TaskKind, TaskStatus
-from tidings.publishing.states import TargetStatus
+from tidings.publishing.states import TargetStatus, post_status
+from tidings.scheduled_posts.lifecycle import PostStatus
 from tidings.scheduled_posts.models import ScheduledPost, Target
 
 
@@ -86,3 +87,9 @@ def mark_published(
             channel_id=target.channel_id,
             run_at=result.published_at,
         )
+
+
+def derived_post_status(post: ScheduledPost) -> PostStatus:
+    """The post's status as its targets make it (see `states.post_status`)."""
+    started = any(t.attempt_count > 0 for t in post.targets)
+    return post_status((t.status or TargetStatus.PENDING for t in post.targets), started=started)

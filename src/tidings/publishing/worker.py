@@ -36,6 +36,7 @@ from tidings.ids import new_id
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
     LookupUnavailable,
+    Platform,
     PlatformContext,
     Published,
     PublishFailure,
@@ -50,14 +51,13 @@ from tidings.publishing.models import (
     TaskStatus,
     WorkerHeartbeat,
 )
-from tidings.publishing.service import enqueue_target_task, mark_published
+from tidings.publishing.service import derived_post_status, enqueue_target_task, mark_published
 from tidings.publishing.states import (
     ErrorKind,
     Next,
     RetryPolicy,
     TargetStatus,
     after_failure,
-    post_status,
 )
 from tidings.scheduled_posts.lifecycle import PostStatus
 from tidings.scheduled_posts.models import ScheduledPost, Target
@@ -328,10 +328,7 @@ class Worker:
 
     def _settle(self, post: ScheduledPost, now: datetime) -> None:
         """Derive the post's status from its targets, marking a change."""
-        started = any(t.attempt_count > 0 for t in post.targets)
-        status = post_status(
-            (t.status or TargetStatus.PENDING for t in post.targets), started=started
-        )
+        status = derived_post_status(post)
         if status is not post.status:
             post.status = status
             post.touch(now)
@@ -371,8 +368,7 @@ class Worker:
                     run_at=now,
                 )
             if missed:
-                post.status = post_status(t.status or TargetStatus.FAILED for t in post.targets)
-                post.touch(now)
+                self._settle(post, now)
             await self._finish(session, task.id, TaskStatus.DONE)
         self.wake()
 
@@ -386,7 +382,7 @@ class Worker:
         outcome: Published | PublishFailure | None = None
         unknown_reason: str | None = None
         if prepared.reconcile:
-            outcome, unknown_reason = await self._lookup(ctx, prepared)
+            outcome, unknown_reason = await _lookup(platform, ctx, prepared)
         else:
             try:
                 outcome = await asyncio.wait_for(
@@ -403,26 +399,10 @@ class Worker:
                     outcome_unknown=True,
                 )
             if isinstance(outcome, PublishFailure) and outcome.outcome_unknown:
-                found, unknown_reason = await self._lookup(ctx, prepared)
+                found, unknown_reason = await _lookup(platform, ctx, prepared)
                 if isinstance(found, Published):
                     outcome = found
         await self._record(task, prepared, outcome, unknown_reason)
-
-    async def _lookup(
-        self, ctx: PlatformContext, prepared: "Prepared"
-    ) -> tuple[Published | None, str | None]:
-        """Ask the platform what an attempt whose answer was lost did."""
-        platform = get_platform(prepared.request.channel.platform)
-        assert platform is not None
-        try:
-            found = await platform.lookup(
-                ctx, prepared.request.channel, prepared.request.idempotency_key
-            )
-        except LookupUnavailable as exc:
-            return None, str(exc)
-        except Exception as exc:
-            return None, f"lookup failed: {type(exc).__name__}: {exc}"
-        return found, None
 
     async def _prepare(self, task: Claimed) -> "Prepared | None":
         now = utcnow()
@@ -477,9 +457,9 @@ class Worker:
     ) -> None:
         now = utcnow()
         async with self.db.transaction() as session:
-            post = await self._load(session, task.post_id)
-            assert post is not None
-            target = next(t for t in post.targets if t.channel_id == task.channel_id)
+            post, target = await self._load_target(session, task)
+            assert post is not None  # locked, with its targets, since _prepare
+            assert target is not None
             attempt = await session.get(PublishAttempt, prepared.attempt_id)
             assert attempt is not None
             attempt.ended_at = now
@@ -612,9 +592,9 @@ class Worker:
         except Exception as exc:
             failure = PublishFailure(ErrorKind.TRANSIENT, "CALL_FAILED", str(exc))
         async with self.db.transaction() as session:
-            post = await self._load(session, task.post_id)
+            post, target = await self._load_target(session, task)
             assert post is not None
-            target = next(t for t in post.targets if t.channel_id == task.channel_id)
+            assert target is not None
             row = await session.get(PublishAttempt, attempt.id)
             assert row is not None
             row.ended_at = utcnow()
@@ -645,6 +625,21 @@ class Worker:
             else:
                 target.first_comment_status = "FAILED"
                 await self._finish(session, task.id, TaskStatus.FAILED, error=failure.code)
+
+
+async def _lookup(
+    platform: Platform, ctx: PlatformContext, prepared: "Prepared"
+) -> tuple[Published | None, str | None]:
+    """Ask the platform what an attempt whose answer was lost did: (found, why it can't tell)."""
+    try:
+        found = await platform.lookup(
+            ctx, prepared.request.channel, prepared.request.idempotency_key
+        )
+    except LookupUnavailable as exc:
+        return None, str(exc)
+    except Exception as exc:
+        return None, f"lookup failed: {type(exc).__name__}: {exc}"
+    return found, None
 
 
 async def _wait_any(

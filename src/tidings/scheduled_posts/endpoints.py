@@ -1,6 +1,5 @@
 """HTTP routes of /scheduled-posts: parse, authorise, call the service, shape the response."""
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
@@ -27,6 +26,7 @@ from tidings.scheduled_posts.schemas import (
     ScheduledPostUpdate,
 )
 from tidings.scheduled_posts.service import ActionRequest, PostFilter
+from tidings.timefmt import utcnow
 
 router = APIRouter(prefix="/scheduled-posts", tags=["scheduled posts"])
 MAX_PAGE = 100
@@ -95,16 +95,12 @@ IfMatch = Annotated[
 ]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @router.post("", response_model=ScheduledPostOut, status_code=status.HTTP_201_CREATED)
 async def create_scheduled_post(
     body: ScheduledPostCreate, principal: CurrentPrincipal, session: SessionDep
 ) -> ScheduledPostOut:
     """Create a post as DRAFT (no checks) or WAITING_FOR_APPROVAL (full publish validation)."""
-    return to_document(await service.create_post(session, principal, body, _now()))
+    return to_document(await service.create_post(session, principal, body, utcnow()))
 
 
 @router.get("", response_model=ScheduledPostPage)
@@ -149,7 +145,7 @@ async def update_scheduled_post(
 ) -> ScheduledPostOut:
     """Change some fields; `status: "DRAFT"` moves a REJECTED or WAITING post back to draft."""
     post = await service.update_post(
-        session, principal, post_id, body, _now(), _expected_revision(if_match)
+        session, principal, post_id, body, utcnow(), _expected_revision(if_match)
     )
     return to_document(post)
 
@@ -160,7 +156,7 @@ async def delete_scheduled_post(
 ) -> Response:
     """Soft-delete a post; a scheduled post's publish task is cancelled with it."""
     request = ActionRequest(Action.DELETE, expected_revision=_expected_revision(if_match))
-    await service.act(session, principal, post_id, request, _now())
+    await service.act(session, principal, post_id, request, utcnow())
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -170,7 +166,7 @@ async def _act(
     post_id: str,
     request: ActionRequest,
 ) -> ScheduledPostOut:
-    return to_document(await service.act(session, principal, post_id, request, _now()))
+    return to_document(await service.act(session, principal, post_id, request, utcnow()))
 
 
 @router.post("/{post_id}/submit-for-approval", response_model=ScheduledPostOut)
@@ -315,6 +311,6 @@ async def resolve_target(
     background: BackgroundTasks,
 ) -> ScheduledPostOut:
     """Settle a target whose outcome is UNKNOWN (people only): PUBLISHED, or RETRY."""
-    post = await service.resolve_target(session, principal, post_id, channel_id, body, _now())
+    post = await service.resolve_target(session, principal, post_id, channel_id, body, utcnow())
     background.add_task(state.wake_workers)
     return to_document(post)

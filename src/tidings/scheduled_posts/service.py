@@ -20,11 +20,12 @@ from tidings.platforms.base import PostContent, Published, TargetContent, media_
 from tidings.publishing.models import PublishAttempt, TaskKind
 from tidings.publishing.service import (
     cancel_post_tasks,
+    derived_post_status,
     enqueue_publish,
     enqueue_target_task,
     mark_published,
 )
-from tidings.publishing.states import TargetStatus, post_status
+from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts import lifecycle
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
@@ -583,9 +584,7 @@ async def resolve_target(
             channel_id=channel_id,
             run_at=now,
         )
-    post.status = post_status(
-        (t.status or TargetStatus.PENDING for t in post.targets), started=True
-    )
+    post.status = derived_post_status(post)
     _record(
         session, post, Action.RESOLVE, principal, from_status, now, f"{channel_id}: {body.outcome}"
     )
