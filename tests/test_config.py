@@ -43,3 +43,20 @@ def test_plain_urls_get_async_drivers() -> None:
 def test_unsupported_database_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="unsupported database URL"):
         async_url("mysql://u@h/db")
+
+
+def test_worker_lease_and_call_timeout_reach_the_engine(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from tidings.publishing.worker import engine_config
+
+    config = engine_config(
+        Settings(data_dir=tmp_path, worker_lease_seconds=9, worker_call_timeout_seconds=4)
+    )
+    assert config.lease == timedelta(seconds=9)
+    assert config.call_timeout == timedelta(seconds=4)
+
+
+def test_a_lease_shorter_than_the_call_timeout_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="LEASE_SECONDS must be longer"):
+        Settings(data_dir=tmp_path, worker_lease_seconds=5, worker_call_timeout_seconds=5)

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     missed_after_hours: float = Field(default=24, gt=0)
+    # A claimed task whose worker stops answering is taken over after its lease runs out;
+    # a platform call is abandoned (and its outcome looked up) after the call timeout.
+    worker_lease_seconds: float = Field(default=120, gt=0)
+    worker_call_timeout_seconds: float = Field(default=60, gt=0)
     # /health answers 503 past these.
     health_max_lag_seconds: float = Field(default=60, gt=0)
     health_max_heartbeat_age_seconds: float = Field(default=30, gt=0)
@@ -54,6 +58,15 @@ class Settings(BaseSettings):
                     "TIDINGS_SECRET_KEY must be set to at least "
                     f"{MIN_SECRET_KEY_LENGTH} characters in production mode"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlives_call(self) -> "Settings":
+        if self.worker_lease_seconds <= self.worker_call_timeout_seconds:
+            raise ValueError(
+                "TIDINGS_WORKER_LEASE_SECONDS must be longer than "
+                "TIDINGS_WORKER_CALL_TIMEOUT_SECONDS, or a slow call would lose its lease"
+            )
         return self
 
     @property

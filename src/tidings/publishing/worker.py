@@ -80,7 +80,11 @@ class EngineConfig:
 
 
 def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(missed_after=timedelta(hours=settings.missed_after_hours))
+    return EngineConfig(
+        lease=timedelta(seconds=settings.worker_lease_seconds),
+        call_timeout=timedelta(seconds=settings.worker_call_timeout_seconds),
+        missed_after=timedelta(hours=settings.missed_after_hours),
+    )
 
 
 @dataclass(frozen=True)
