@@ -96,7 +96,7 @@ def serve(
 @app.command()
 def worker(
     concurrency: Annotated[
-        int, typer.Option(min=1, max=256, help="Tasks this process runs at once.")
+        int, typer.Option(min=1, max=1024, help="Tasks this process runs at once.")
     ] = 8,
 ) -> None:
     """Run a publishing worker on its own (as many as you like, sharing one PostgreSQL)."""

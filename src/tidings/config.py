@@ -4,7 +4,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(
         default=True, description="Run a publishing worker inside `tidings serve`."
     )
-    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    worker_concurrency: int = Field(default=8, ge=1, le=1024)
+    # Calls at once per platform and worker, e.g. '{"instagram": 4}' (unbounded if absent).
+    platform_concurrency: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     missed_after_hours: float = Field(default=24, gt=0)
     # A claimed task whose worker stops answering is taken over after its lease runs out;
     # a platform call is abandoned (and its outcome looked up) after the call timeout.

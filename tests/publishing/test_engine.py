@@ -186,11 +186,7 @@ async def test_a_worker_that_died_mid_call_is_reconciled_by_the_next(world: Worl
     first = worker(world, name="w-dies")
     # The fan-out, then the call goes out; simulate a death right after the network
     # accepted the post: the target stays PUBLISHING with an IN_FLIGHT attempt.
-    claimed = await first._claim(1)
-    await first._handle(claimed[0])
-    [target_task] = await first._claim(1)
-    prepared = await first._prepare(target_task)
-    assert prepared is not None
+    [prepared] = (await first._dispatch(10)).calls
     from tidings.platforms.base import PlatformContext
     from tidings.platforms.sandbox import SandboxPlatform
 
@@ -198,7 +194,7 @@ async def test_a_worker_that_died_mid_call_is_reconciled_by_the_next(world: Worl
     async with world.db.transaction() as session:
         await session.execute(
             update(Task)
-            .where(Task.id == target_task.id)
+            .where(Task.id == prepared.task.id)
             .values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
         )
     await worker(world, name="w-next").run_until_idle()
@@ -267,9 +263,7 @@ async def test_a_reverted_post_is_not_published(world: World) -> None:
 async def test_a_post_that_started_publishing_cannot_be_reverted(world: World) -> None:
     post_id = await publish_now(world, {world.channel_id: {"caption": "going"}})
     w = worker(world)
-    await w._handle((await w._claim(1))[0])  # fan out
-    [target_task] = await w._claim(1)
-    assert await w._prepare(target_task) is not None  # the call is about to go out
+    [_prepared] = (await w._dispatch(10)).calls  # fanned out; the call is about to go out
     reviewer = await world.person("reviewer")
     r: httpx.Response = await reviewer.post(f"/scheduled-posts/{post_id}/revert")
     assert r.status_code == 409

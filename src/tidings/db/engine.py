@@ -1,12 +1,12 @@
 """Engines and session makers for SQLite (embedded) and PostgreSQL (scale-out)."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Table, event, insert, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,10 +15,25 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from tidings.db.bulk import write_changes
+
 #: The LISTEN/NOTIFY channel that tells workers on other processes that a task was added.
 TASKS_CHANNEL = "tidings_tasks"
 #: Set in `session.info` by whoever adds a task: the commit then notifies the workers.
 NOTIFY_WORKERS = "tidings.notify_workers"
+
+T = TypeVar("T")
+#: A unit of work for `Database.grouped`: runs inside a transaction it shares with others.
+Operation = Callable[[AsyncSession], Awaitable[T]]
+
+_QUEUED_ROWS = "tidings.queued_rows"
+
+
+async def _write_queued_rows(session: AsyncSession) -> None:
+    queued: dict[Table, list[dict[str, Any]]] = session.info.pop(_QUEUED_ROWS, {})
+    for table, rows in queued.items():
+        await session.execute(insert(table), rows)
+
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 
@@ -84,6 +99,8 @@ class Database:
     # SQLite has one writer at a time. Queueing this process's writers on a lock keeps them
     # in arrival order; left to SQLite's busy handler they would sleep and retry unfairly.
     write_lock: asyncio.Lock | None = None
+    _group: list[tuple[Operation[Any], "asyncio.Future[Any]"]] = field(default_factory=list)
+    _group_flusher: "asyncio.Task[None] | None" = None
 
     @classmethod
     def connect(cls, url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> "Database":
@@ -121,3 +138,52 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    async def grouped(self, operation: Operation[T]) -> T:
+        """Run `operation` in a write transaction shared with whatever else is queued (group
+        commit), and return its result once that transaction has committed.
+
+        Many small writes that arrive together (say, hundreds of concurrent calls each
+        recording one row) then cost one transaction instead of hundreds. If the shared
+        transaction fails, each operation is run again in a transaction of its own, so one
+        bad operation fails only its own caller. The write happens even if the caller stops
+        waiting, like a request already sent.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._group.append((operation, future))
+        if self._group_flusher is None or self._group_flusher.done():
+            self._group_flusher = asyncio.create_task(self._flush_group())
+        return await asyncio.shield(future)
+
+    async def grouped_insert(self, table: Table, row: dict[str, Any]) -> None:
+        """Insert one row through `grouped`: the rows of a group go in one executemany."""
+
+        async def queue(session: AsyncSession) -> None:
+            session.info.setdefault(_QUEUED_ROWS, {}).setdefault(table, []).append(row)
+
+        await self.grouped(queue)
+
+    async def _flush_group(self) -> None:
+        while self._group:
+            batch, self._group = self._group, []
+            try:
+                async with self.transaction() as session:
+                    results = [await operation(session) for operation, _ in batch]
+                    await _write_queued_rows(session)
+                    await write_changes(session)
+            except Exception:
+                for operation, future in batch:
+                    try:
+                        async with self.transaction() as session:
+                            result = await operation(session)
+                            await _write_queued_rows(session)
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)

@@ -76,6 +76,19 @@ class Faults:
             no_lookup=_int(o, "no_lookup") > 0,
         )
 
+    @property
+    def counted(self) -> bool:
+        """Whether any fault depends on which call this is (so calls must be counted)."""
+        return (
+            max(
+                self.fail_first,
+                self.rate_limit_first,
+                self.auth_expired_first,
+                self.accept_then_timeout,
+            )
+            > 0
+        )
+
 
 def feed_url(channel_id: str, post_id: str) -> str:
     return f"/sandbox/channels/{channel_id}/posts#{post_id}"
@@ -126,7 +139,12 @@ class SandboxPlatform:
 
     async def publish(self, ctx: PlatformContext, request: PublishRequest) -> Published:
         channel, faults = request.channel, Faults.of(request.channel)
-        call = await network.count_call(ctx.db, channel.id, request.idempotency_key, "publish")
+        received_at = utcnow()
+        call = 1
+        if faults.counted:
+            call = await network.count_call(
+                ctx.db, channel.id, request.idempotency_key, "publish", received_at
+            )
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         request_id = f"sbxreq_{channel.id}_{request.idempotency_key}_{call}"
@@ -177,6 +195,7 @@ class SandboxPlatform:
             media=[{"url": m.url, "altText": m.alt_text} for m in request.content.media],
             media_type=media_type.value if media_type else None,
             now=utcnow(),
+            received_at=received_at,
         )
         if call <= faults.accept_then_timeout:
             raise PublishFailure(
@@ -207,7 +226,11 @@ class SandboxPlatform:
         self, ctx: PlatformContext, channel: ChannelFacts, external_post_id: str, text: str
     ) -> str:
         faults = Faults.of(channel)
-        call = await network.count_call(ctx.db, channel.id, external_post_id, "comment")
+        call = 1
+        if faults.fail_first:
+            call = await network.count_call(
+                ctx.db, channel.id, external_post_id, "comment", utcnow()
+            )
         if call <= faults.fail_first:
             raise PublishFailure(
                 ErrorKind.TRANSIENT, "SANDBOX_UNAVAILABLE", "503: service unavailable"

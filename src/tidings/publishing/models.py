@@ -30,6 +30,7 @@ class AttemptOutcome(StrEnum):
     FAILED = "FAILED"  # refused; see the error
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # sent, no answer: reconciled before any retry
     RECONCILED = "RECONCILED"  # found on the platform by its key after a lost answer
+    ABANDONED = "ABANDONED"  # its worker died mid-call; the next attempt reconciled it
 
 
 class Task(TimestampMixin, Base):

@@ -1,14 +1,18 @@
 """The worker: claims due tasks from the database and publishes, never twice.
 
-Each task is handled in three steps so that nothing irreversible happens inside a database
-transaction and nothing is forgotten if the process dies:
+Each target is published in three steps so that nothing irreversible happens inside a
+database transaction and nothing is forgotten if the process dies:
 
-1. *prepare* (one transaction): check the post still wants publishing, mark the target
-   PUBLISHING and write an IN_FLIGHT attempt to the ledger, with the target's stable
-   idempotency key already stored;
+1. *prepare*: check the post still wants publishing, mark the target PUBLISHING and write an
+   IN_FLIGHT attempt to the ledger, with the target's stable idempotency key already stored;
 2. *call* the platform, outside any transaction;
-3. *record* (one transaction): close the attempt and apply the outcome (published, retry
-   later, failed, or unknown) to the target and, through `post_status`, to the post.
+3. *record*: close the attempt and apply the outcome (published, retry later, failed, or
+   unknown) to the target and, through `post_status`, to the post.
+
+Steps 1 and 3 are batched: one transaction claims every due task it can take, fans due posts
+out into one task per target, and prepares all of them; a recorder writes the outcomes of
+the calls that finished meanwhile, many per transaction. So ten thousand targets due at the
+same instant cost a few dozen transactions, not tens of thousands.
 
 A worker that dies between 1 and 3 leaves the task RUNNING with an expired lease and the
 target PUBLISHING: whoever claims it next reconciles through the connector's lookup before
@@ -21,27 +25,34 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from tidings.channels.models import ChannelStatus
+from tidings.channels.models import Channel, ChannelStatus
 from tidings.channels.service import facts
 from tidings.config import Settings
-from tidings.db.engine import TASKS_CHANNEL, Database
+from tidings.db.bulk import write_changes
+from tidings.db.engine import NOTIFY_WORKERS, TASKS_CHANNEL, Database
 from tidings.ids import new_id
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
+    ChannelFacts,
     LookupUnavailable,
     Platform,
     PlatformContext,
+    PostContent,
     Published,
     PublishFailure,
     PublishRequest,
+    TargetContent,
 )
+from tidings.publishing.limits import Limits
 from tidings.publishing.metrics import EngineMetrics
 from tidings.publishing.models import (
     AttemptOutcome,
@@ -51,7 +62,7 @@ from tidings.publishing.models import (
     TaskStatus,
     WorkerHeartbeat,
 )
-from tidings.publishing.service import derived_post_status, enqueue_target_task, mark_published
+from tidings.publishing.service import derived_post_status, mark_published
 from tidings.publishing.states import (
     ErrorKind,
     Next,
@@ -66,6 +77,9 @@ from tidings.timefmt import utcnow
 
 log = logging.getLogger("tidings.worker")
 
+_TASKS = cast(Table, Task.__table__)
+_ATTEMPTS = cast(Table, PublishAttempt.__table__)
+_ENDED = ("ended_at", "outcome", "error_kind", "error_code", "error_message", "request_id")
 _LIVE_POST = frozenset({PostStatus.SCHEDULED, PostStatus.PUBLISHING})
 
 
@@ -77,6 +91,10 @@ class EngineConfig:
     poll_interval: timedelta = timedelta(seconds=1)
     heartbeat_every: timedelta = timedelta(seconds=5)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Tasks claimed, fanned out and prepared in one transaction, at most.
+    batch_size: int = 500
+    #: Calls at once to all channels of a platform, per worker (see `limits`).
+    platform_limits: Mapping[str, int] = field(default_factory=dict)
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -84,6 +102,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         lease=timedelta(seconds=settings.worker_lease_seconds),
         call_timeout=timedelta(seconds=settings.worker_call_timeout_seconds),
         missed_after=timedelta(hours=settings.missed_after_hours),
+        platform_limits=settings.platform_concurrency,
     )
 
 
@@ -94,6 +113,72 @@ class Claimed:
     post_id: str | None
     channel_id: str | None
     run_at: datetime
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    task: Claimed
+    request: PublishRequest
+    attempt_id: str
+    reconcile: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call (or a lookup) came back with."""
+
+    prepared: Prepared
+    result: Published | PublishFailure | None
+    # The result came from asking the platform what an earlier call did.
+    looked_up: bool = False
+    # The platform cannot be asked what happened: the target goes to UNKNOWN.
+    unknown_reason: str | None = None
+    # Asking failed this time (a timeout, a 5xx): ask again later.
+    lookup_error: str | None = None
+
+
+@dataclass
+class _Rows:
+    """What one dispatch transaction inserts, as plain rows (no ORM objects to flush), and
+    what it computed once per post and per channel."""
+
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    contents: dict[str, tuple[PostContent, dict[str, TargetContent]]] = field(default_factory=dict)
+    channels: dict[str, ChannelFacts] = field(default_factory=dict)
+
+    def content(self, post: ScheduledPost, channel_id: str) -> tuple[PostContent, TargetContent]:
+        if post.id not in self.contents:
+            content, targets = content_of(post)
+            self.contents[post.id] = (content, {t.channel_id: t for t in targets})
+        content, by_channel = self.contents[post.id]
+        return content, by_channel[channel_id]
+
+    def channel(self, channel: Channel) -> ChannelFacts:
+        if channel.id not in self.channels:
+            self.channels[channel.id] = facts(channel)
+        return self.channels[channel.id]
+
+
+@dataclass
+class _AttemptEnd:
+    """How an attempt ended, written to the ledger by the recorder."""
+
+    id: str
+    ended_at: datetime
+    outcome: AttemptOutcome = AttemptOutcome.FAILED
+    error_kind: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    calls: list[Prepared]
+    comments: list[Claimed]
+    claimed: int
 
 
 def default_worker_name() -> str:
@@ -117,8 +202,10 @@ class Worker:
         self.config = config or EngineConfig()
         self.concurrency = concurrency
         self.name = name or default_worker_name()
+        self.limits = Limits(self.config.platform_limits)
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
 
     def wake(self) -> None:
         """Look for due work now (a task was just added in this process)."""
@@ -129,28 +216,72 @@ class Worker:
         started = utcnow()
         last_beat: datetime | None = None
         listener = None if self.db.is_sqlite else asyncio.create_task(self._listen(stop))
+        recorder = asyncio.create_task(self._recorder())
         while not stop.is_set():
-            now = utcnow()
-            if last_beat is None or now - last_beat >= self.config.heartbeat_every:
-                await self._beat(started, now)
-                last_beat = now
-            free = self.concurrency - len(self._running)
-            claimed = await self._claim(free) if free > 0 else []
-            for task in claimed:
-                running = asyncio.create_task(self._handle(task))
-                self._running.add(running)
-                running.add_done_callback(self._finished)
-            if claimed and len(claimed) == free:
-                continue
-            await self._sleep(stop)
+            try:
+                now = utcnow()
+                if last_beat is None or now - last_beat >= self.config.heartbeat_every:
+                    await self._beat(started, now)
+                    last_beat = now
+                free = min(self.concurrency - len(self._running), self.config.batch_size)
+                if free > 0:
+                    dispatched = await self._dispatch(free)
+                    self._start(dispatched)
+                    if dispatched.claimed == free:
+                        continue
+                await self._sleep(stop)
+            except Exception:
+                # The database may be restarting: keep the process, try again shortly.
+                log.exception("worker loop failed; retrying")
+                await _wait_any(stop, None, seconds=self.config.poll_interval.total_seconds())
         # Calls in flight are let finish (each is bounded by `call_timeout`): cancelling
         # one half-way would only leave its target for another worker to reconcile.
         if self._running:
             await asyncio.wait(self._running)
+        await self._outcomes.join()
+        recorder.cancel()
         if listener is not None:
             await listener
         await self._release()
         await self._beat(started, None)
+
+    def _start(self, dispatched: Dispatched) -> None:
+        for prepared in dispatched.calls:
+            self._spawn(self._call(prepared), prepared.task.channel_id)
+        for comment in dispatched.comments:
+            self._spawn(self._first_comment(comment), comment.channel_id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], channel_id: str | None) -> None:
+        running = asyncio.create_task(work)
+        self._running.add(running)
+        running.add_done_callback(lambda done: self._finished(done, channel_id))
+
+    def _finished(self, task: asyncio.Task[None], channel_id: str | None) -> None:
+        self._running.discard(task)
+        self.limits.give(channel_id)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task handler failed", exc_info=task.exception())
+
+    async def _call(self, prepared: Prepared) -> None:
+        self._outcomes.put_nowait(await self._perform(prepared))
+
+    async def _recorder(self) -> None:
+        """Write outcomes as they come, as many per transaction as have arrived."""
+        while True:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty() and len(batch) < self.config.batch_size:
+                batch.append(self._outcomes.get_nowait())
+            try:
+                await self._record(batch)
+            except Exception:
+                log.exception("recording %d outcomes failed; retrying", len(batch))
+                await asyncio.sleep(self.config.poll_interval.total_seconds())
+                for outcome in batch:
+                    self._outcomes.put_nowait(outcome)
+            finally:
+                for _ in batch:
+                    self._outcomes.task_done()
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """On PostgreSQL, wake up as soon as another process commits a task (LISTEN/NOTIFY).
@@ -203,12 +334,6 @@ class Worker:
                 .execution_options(synchronize_session=False)
             )
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task handler failed", exc_info=task.exception())
-
     async def _sleep(self, stop: asyncio.Event) -> None:
         """Until the next task is due, a wake-up, a finished handler, or the poll interval."""
         timeout = self.config.poll_interval.total_seconds()
@@ -222,9 +347,14 @@ class Worker:
         """Run until no task is due or running (for tests and one-shot use)."""
         deadline = asyncio.get_running_loop().time() + within
         while asyncio.get_running_loop().time() < deadline:
-            claimed = await self._claim(self.concurrency)
-            if claimed:
-                await asyncio.gather(*(self._handle(t) for t in claimed))
+            dispatched = await self._dispatch(min(self.concurrency, self.config.batch_size))
+            if dispatched.claimed:
+                outcomes = await asyncio.gather(*(self._perform(p) for p in dispatched.calls))
+                await asyncio.gather(*(self._first_comment(c) for c in dispatched.comments))
+                if outcomes:
+                    await self._record(list(outcomes))
+                for work in (*(p.task for p in dispatched.calls), *dispatched.comments):
+                    self.limits.give(work.channel_id)
                 continue
             next_due = await self._next_due()
             if next_due is None or next_due > utcnow() + timedelta(seconds=within):
@@ -241,47 +371,69 @@ class Worker:
             )
             return value
 
-    async def _claim(self, limit: int) -> list[Claimed]:
-        now = utcnow()
-        async with self.db.transaction() as session:
-            due = or_(
-                and_(Task.status == TaskStatus.PENDING, Task.run_at <= now),
-                and_(Task.status == TaskStatus.RUNNING, Task.locked_until < now),
+    async def _claim(self, session: AsyncSession, limit: int, now: datetime) -> list[Claimed]:
+        """Take up to `limit` due tasks (and expired leases), within the concurrency limits."""
+        due = or_(
+            and_(Task.status == TaskStatus.PENDING, Task.run_at <= now),
+            and_(Task.status == TaskStatus.RUNNING, Task.locked_until < now),
+        )
+        query = select(
+            Task.id, Task.kind, Task.post_id, Task.channel_id, Task.run_at, Task.attempts
+        ).where(due)
+        saturated = self.limits.saturated()
+        if saturated:
+            query = query.where(or_(Task.channel_id.is_(None), Task.channel_id.not_in(saturated)))
+        query = query.order_by(Task.run_at, Task.id).limit(limit)
+        if not self.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        rows = (await session.execute(query)).all()
+        await self._learn_channels(session, self.limits.unknown(r.channel_id for r in rows))
+        claimed: list[Claimed] = []
+        for row in rows:
+            if not self.limits.has_room(row.channel_id):
+                continue
+            self.limits.take(row.channel_id)
+            claimed.append(
+                Claimed(row.id, row.kind, row.post_id, row.channel_id, row.run_at, row.attempts + 1)
             )
-            query = select(Task.id).where(due).order_by(Task.run_at, Task.id).limit(limit)
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            ids = list((await session.execute(query)).scalars())
-            if not ids:
-                return []
-            await session.execute(
-                update(Task)
-                .where(Task.id.in_(ids))
-                .values(
-                    status=TaskStatus.RUNNING,
-                    locked_by=self.name,
-                    locked_until=now + self.config.lease,
-                    attempts=Task.attempts + 1,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
+        if not claimed:
+            return []
+        await session.execute(
+            update(Task)
+            .where(Task.id.in_([c.id for c in claimed]))
+            .values(
+                status=TaskStatus.RUNNING,
+                locked_by=self.name,
+                locked_until=now + self.config.lease,
+                attempts=Task.attempts + 1,
+                updated_at=now,
             )
-            if self.metrics is not None:
-                self.metrics.claimed.inc(len(ids))
-            rows = await session.execute(select(Task).where(Task.id.in_(ids)))
-            return [
-                Claimed(t.id, t.kind, t.post_id, t.channel_id, t.run_at) for t in rows.scalars()
-            ]
+            .execution_options(synchronize_session=False)
+        )
+        if self.metrics is not None:
+            self.metrics.claimed.inc(len(claimed))
+        return claimed
+
+    async def _learn_channels(self, session: AsyncSession, channel_ids: set[str]) -> None:
+        if not channel_ids:
+            return
+        rows = await session.execute(
+            select(Channel.id, Channel.platform, Channel.options).where(Channel.id.in_(channel_ids))
+        )
+        for channel_id, platform, options in rows:
+            self.limits.learn(channel_id, platform, options or {})
 
     async def _finish(
         self,
         session: AsyncSession,
-        task_id: str,
+        task_ids: Sequence[str],
         status: TaskStatus,
         *,
         run_at: datetime | None = None,
         error: str | None = None,
     ) -> None:
+        if not task_ids:
+            return
         values: dict[str, object] = {
             "status": status,
             "locked_by": None,
@@ -295,40 +447,103 @@ class Worker:
         # by another worker is not ours to close.
         await session.execute(
             update(Task)
-            .where(Task.id == task_id, Task.locked_by == self.name)
+            .where(Task.id.in_(task_ids), Task.locked_by == self.name)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
 
-    # --- handlers ---------------------------------------------------------------------------
+    # --- dispatching: claim, fan out, prepare -----------------------------------------------
 
-    async def _handle(self, task: Claimed) -> None:
-        if task.kind is TaskKind.PUBLISH_POST:
-            await self._fan_out(task)
-        elif task.kind is TaskKind.PUBLISH_TARGET:
-            await self._publish_target(task)
-        elif task.kind is TaskKind.FIRST_COMMENT:
-            await self._first_comment(task)
-
-    async def _load(self, session: AsyncSession, post_id: str | None) -> ScheduledPost | None:
-        if post_id is None:
-            return None
+    async def _load_posts(
+        self, session: AsyncSession, post_ids: Iterable[str | None]
+    ) -> dict[str, ScheduledPost]:
+        """Posts with their targets and channels; locked, in id order, on PostgreSQL."""
+        ids = sorted({i for i in post_ids if i is not None})
+        if not ids:
+            return {}
         query = (
             select(ScheduledPost)
-            .where(ScheduledPost.id == post_id)
+            .where(ScheduledPost.id.in_(ids))
+            .order_by(ScheduledPost.id)
             .options(selectinload(ScheduledPost.targets).selectinload(Target.channel))
         )
         if not self.db.is_sqlite:
             query = query.with_for_update(of=ScheduledPost)
-        return (await session.execute(query)).scalar_one_or_none()
+        return {p.id: p for p in (await session.execute(query)).scalars()}
 
-    async def _load_target(
-        self, session: AsyncSession, task: Claimed
-    ) -> tuple[ScheduledPost | None, Target | None]:
-        """The task's post (locked) and the target of the task's channel, if both exist."""
-        post = await self._load(session, task.post_id)
-        targets = post.targets if post is not None else []
-        return post, next((t for t in targets if t.channel_id == task.channel_id), None)
+    async def _dispatch(self, limit: int) -> Dispatched:
+        """One transaction: claim due tasks, fan due posts out, prepare every target call."""
+        now = utcnow()
+        async with self.db.transaction() as session:
+            claimed = await self._claim(session, limit, now)
+            if not claimed:
+                return Dispatched([], [], 0)
+            posts = await self._load_posts(session, (c.post_id for c in claimed))
+            rows = _Rows()
+            room = limit - len(claimed)
+            targets: list[Claimed] = []
+            comments: list[Claimed] = []
+            done: list[str] = []
+            touched: set[str] = set()
+            for task in claimed:
+                if task.kind is TaskKind.PUBLISH_TARGET:
+                    targets.append(task)
+                elif task.kind is TaskKind.FIRST_COMMENT:
+                    comments.append(task)
+                else:
+                    post = posts.get(task.post_id or "")
+                    fanned = self._fan_out(rows, task, post, now, room)
+                    if fanned is None:
+                        await self._finish(session, [task.id], TaskStatus.CANCELED)
+                        continue
+                    room -= len(fanned)
+                    targets.extend(fanned)
+                    if self.metrics is not None:
+                        self.metrics.claimed.inc(len(fanned))
+                    done.append(task.id)
+                    touched.add(task.post_id or "")
+            calls: list[Prepared] = []
+            canceled: list[str] = []
+            for task in targets:
+                prepared = self._prepare(rows, task, posts.get(task.post_id or ""), now)
+                if prepared is None:
+                    canceled.append(task.id)
+                    self.limits.give(task.channel_id)
+                else:
+                    calls.append(prepared)
+                    touched.add(prepared.request.post_id)
+            for post_id in touched:
+                if post_id in posts:
+                    self._settle(posts[post_id], now)
+            await write_changes(session)
+            connection = await session.connection()
+            if rows.tasks:
+                await connection.execute(insert(_TASKS), rows.tasks)
+                if any(r["status"] is TaskStatus.PENDING for r in rows.tasks):
+                    session.info[NOTIFY_WORKERS] = True
+            if rows.attempts:
+                await connection.execute(insert(_ATTEMPTS), rows.attempts)
+            await self._abandon(session, [c for c in calls if c.reconcile])
+            await self._finish(session, done, TaskStatus.DONE)
+            await self._finish(session, canceled, TaskStatus.CANCELED)
+        if room <= 0 and len(calls) < len(targets):
+            self.wake()
+        return Dispatched(calls, comments, len(claimed))
+
+    async def _abandon(self, session: AsyncSession, reconciling: list[Prepared]) -> None:
+        """Close the attempts left IN_FLIGHT by workers that died during their call."""
+        for prepared in reconciling:
+            await session.execute(
+                update(PublishAttempt)
+                .where(
+                    PublishAttempt.post_id == prepared.request.post_id,
+                    PublishAttempt.channel_id == prepared.task.channel_id,
+                    PublishAttempt.outcome == AttemptOutcome.IN_FLIGHT,
+                    PublishAttempt.id != prepared.attempt_id,
+                )
+                .values(outcome=AttemptOutcome.ABANDONED, ended_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
 
     def _settle(self, post: ScheduledPost, now: datetime) -> None:
         """Derive the post's status from its targets, marking a change."""
@@ -337,176 +552,264 @@ class Worker:
             post.status = status
             post.touch(now)
 
-    async def _fan_out(self, task: Claimed) -> None:
-        """The post is due: one publish task per pending target, or MISSED if far too late."""
-        now = utcnow()
-        async with self.db.transaction() as session:
-            post = await self._load(session, task.post_id)
-            if (
-                post is None
-                or post.deleted_at is not None
-                or post.status is not PostStatus.SCHEDULED
-                or post.task_id != task.id
-            ):
-                await self._finish(session, task.id, TaskStatus.CANCELED)
-                return
-            missed = now - task.run_at > self.config.missed_after
-            for target in post.targets:
-                if target.status is not TargetStatus.PENDING:
-                    continue
-                if missed:
-                    target.status = TargetStatus.FAILED
-                    target.error_code = "MISSED"
-                    target.error_message = (
-                        f"not published: due at {task.run_at.isoformat()}, more than "
-                        f"{self.config.missed_after} before a worker could start it"
-                    )
-                    continue
-                target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
-                enqueue_target_task(
-                    session,
-                    kind=TaskKind.PUBLISH_TARGET,
-                    workspace_id=post.workspace_id,
-                    post_id=post.id,
-                    channel_id=target.channel_id,
-                    run_at=now,
-                )
+    def _fan_out(
+        self,
+        rows: _Rows,
+        task: Claimed,
+        post: ScheduledPost | None,
+        now: datetime,
+        room: int,
+    ) -> list[Claimed] | None:
+        """The post is due: one publish task per pending target (the first `room` of them
+        claimed by this worker at once), or MISSED if far too late. None if not wanted."""
+        if (
+            post is None
+            or post.deleted_at is not None
+            or post.status is not PostStatus.SCHEDULED
+            or post.task_id != task.id
+        ):
+            return None
+        missed = now - task.run_at > self.config.missed_after
+        claimed: list[Claimed] = []
+        for target in post.targets:
+            if target.status is not TargetStatus.PENDING:
+                continue
             if missed:
-                self._settle(post, now)
-            await self._finish(session, task.id, TaskStatus.DONE)
-        self.wake()
+                target.status = TargetStatus.FAILED
+                target.error_code = "MISSED"
+                target.error_message = (
+                    f"not published: due at {task.run_at.isoformat()}, more than "
+                    f"{self.config.missed_after} before a worker could start it"
+                )
+                continue
+            target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
+            channel = target.channel
+            self.limits.learn(channel.id, channel.platform, channel.options or {})
+            task_id = new_id("task")
+            new: dict[str, Any] = {
+                "id": task_id,
+                "workspace_id": post.workspace_id,
+                "kind": TaskKind.PUBLISH_TARGET,
+                "post_id": post.id,
+                "channel_id": channel.id,
+                "payload": {},
+                "run_at": now,
+                "status": TaskStatus.PENDING,
+                "attempts": 0,
+                "locked_by": None,
+                "locked_until": None,
+                "last_error": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            if len(claimed) < room and self.limits.has_room(channel.id):
+                self.limits.take(channel.id)
+                new["status"] = TaskStatus.RUNNING
+                new["locked_by"] = self.name
+                new["locked_until"] = now + self.config.lease
+                new["attempts"] = 1
+                claimed.append(
+                    Claimed(new["id"], TaskKind.PUBLISH_TARGET, post.id, channel.id, now)
+                )
+            rows.tasks.append(new)
+        return claimed
 
-    async def _publish_target(self, task: Claimed) -> None:
-        prepared = await self._prepare(task)
-        if prepared is None:
-            return
+    def _prepare(
+        self, rows: _Rows, task: Claimed, post: ScheduledPost | None, now: datetime
+    ) -> Prepared | None:
+        """Mark the target PUBLISHING and open its attempt; None if it is no longer wanted."""
+        target = None
+        if post is not None:
+            target = next((t for t in post.targets if t.channel_id == task.channel_id), None)
+        if (
+            post is None
+            or target is None
+            or post.deleted_at is not None
+            or post.status not in _LIVE_POST
+            or target.status not in (TargetStatus.PENDING, TargetStatus.PUBLISHING)
+        ):
+            return None
+        reconcile = target.status is TargetStatus.PUBLISHING
+        if not reconcile:
+            target.status = TargetStatus.PUBLISHING
+            target.attempt_count += 1
+            due = post.scheduled_for if target.attempt_count == 1 else task.run_at
+            if self.metrics is not None and due is not None:
+                self.metrics.dispatch_lag.observe(max(0.0, (now - due).total_seconds()))
+        target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
+        attempt_id = new_id("att")
+        rows.attempts.append(
+            {
+                "id": attempt_id,
+                "post_id": post.id,
+                "channel_id": target.channel_id,
+                "operation": "lookup" if reconcile else "publish",
+                "number": target.attempt_count,
+                "worker": self.name,
+                "started_at": now,
+                "ended_at": None,
+                "outcome": AttemptOutcome.IN_FLIGHT,
+                "error_kind": None,
+                "error_code": None,
+                "error_message": None,
+                "request_id": None,
+            }
+        )
+        content, target_content = rows.content(post, target.channel_id)
+        request = PublishRequest(
+            post_id=post.id,
+            channel=rows.channel(target.channel),
+            content=content,
+            target=target_content,
+            idempotency_key=target.idempotency_key,
+            attempt=target.attempt_count,
+        )
+        return Prepared(task=task, request=request, attempt_id=attempt_id, reconcile=reconcile)
+
+    # --- calling ----------------------------------------------------------------------------
+
+    async def _perform(self, prepared: Prepared) -> Outcome:
+        """The platform call (or, reconciling, the lookup), bounded by the call timeout."""
         platform = get_platform(prepared.request.channel.platform)
         assert platform is not None
         ctx = PlatformContext(db=self.db)
-        outcome: Published | PublishFailure | None = None
-        unknown_reason: str | None = None
+        timeout = self.config.call_timeout.total_seconds()
         if prepared.reconcile:
-            outcome, unknown_reason = await _lookup(platform, ctx, prepared)
-        else:
-            try:
-                outcome = await asyncio.wait_for(
-                    platform.publish(ctx, prepared.request),
-                    self.config.call_timeout.total_seconds(),
-                )
-            except PublishFailure as failure:
-                outcome = failure
-            except Exception as exc:
-                outcome = PublishFailure(
-                    ErrorKind.TRANSIENT,
-                    "CALL_FAILED",
-                    f"{type(exc).__name__}: {exc}",
-                    outcome_unknown=True,
-                )
-            if isinstance(outcome, PublishFailure) and outcome.outcome_unknown:
-                found, unknown_reason = await _lookup(platform, ctx, prepared)
-                if isinstance(found, Published):
-                    outcome = found
-        await self._record(task, prepared, outcome, unknown_reason)
+            return await _lookup(platform, ctx, prepared, timeout, None)
+        result: Published | PublishFailure
+        try:
+            async with asyncio.timeout(timeout):
+                result = await platform.publish(ctx, prepared.request)
+        except PublishFailure as failure:
+            result = failure
+        except Exception as exc:
+            result = PublishFailure(
+                ErrorKind.TRANSIENT,
+                "CALL_FAILED",
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                outcome_unknown=True,
+            )
+        if isinstance(result, PublishFailure) and result.outcome_unknown:
+            return await _lookup(platform, ctx, prepared, timeout, result)
+        return Outcome(prepared, result)
 
-    async def _prepare(self, task: Claimed) -> "Prepared | None":
+    # --- recording --------------------------------------------------------------------------
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Apply finished calls to their targets and posts, all in one transaction."""
         now = utcnow()
         async with self.db.transaction() as session:
-            post, target = await self._load_target(session, task)
-            if (
-                post is None
-                or target is None
-                or post.deleted_at is not None
-                or post.status not in _LIVE_POST
-                or target.status not in (TargetStatus.PENDING, TargetStatus.PUBLISHING)
-            ):
-                await self._finish(session, task.id, TaskStatus.CANCELED)
-                return None
-            reconcile = target.status is TargetStatus.PUBLISHING
-            if not reconcile:
-                target.status = TargetStatus.PUBLISHING
-                target.attempt_count += 1
-                due = post.scheduled_for if target.attempt_count == 1 else task.run_at
-                if self.metrics is not None and due is not None:
-                    self.metrics.dispatch_lag.observe(max(0.0, (now - due).total_seconds()))
-            target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
-            attempt = PublishAttempt(
-                id=new_id("att"),
-                post_id=post.id,
-                channel_id=target.channel_id,
-                operation="lookup" if reconcile else "publish",
-                number=target.attempt_count,
-                worker=self.name,
-                started_at=now,
-                outcome=AttemptOutcome.IN_FLIGHT,
-            )
-            session.add(attempt)
-            self._settle(post, now)
-            content, targets = content_of(post)
-            request = PublishRequest(
-                post_id=post.id,
-                channel=facts(target.channel),
-                content=content,
-                target=next(t for t in targets if t.channel_id == target.channel_id),
-                idempotency_key=target.idempotency_key,
-                attempt=target.attempt_count,
-            )
-            return Prepared(request=request, attempt_id=attempt.id, reconcile=reconcile)
+            posts = await self._load_posts(session, (o.prepared.request.post_id for o in outcomes))
+            ended: list[_AttemptEnd] = []
+            finished: dict[tuple[TaskStatus, datetime | None], list[str]] = {}
+            for outcome in outcomes:
+                prepared = outcome.prepared
+                post = posts.get(prepared.request.post_id)
+                target = None
+                if post is not None:
+                    target = next(
+                        (t for t in post.targets if t.channel_id == prepared.task.channel_id),
+                        None,
+                    )
+                if post is None or target is None:
+                    continue  # deleted meanwhile, with its tasks and ledger
+                attempt = _AttemptEnd(prepared.attempt_id, now)
+                ended.append(attempt)
+                retry_at = await self._apply(session, post, target, attempt, outcome, now)
+                self._settle(post, now)
+                if self.metrics is not None and target.status is TargetStatus.PUBLISHED:
+                    self.metrics.published.inc()
+                if self.metrics is not None and target.status is TargetStatus.FAILED:
+                    self.metrics.failed.inc()
+                key = (TaskStatus.PENDING, retry_at) if retry_at else (TaskStatus.DONE, None)
+                finished.setdefault(key, []).append(prepared.task.id)
+            await write_changes(session)
+            if ended:
+                table = _ATTEMPTS
+                await (await session.connection()).execute(
+                    update(table)
+                    .where(table.c.id == bindparam("attempt_id"))
+                    .values({name: bindparam(name) for name in _ENDED}),
+                    [{"attempt_id": e.id, **{n: getattr(e, n) for n in _ENDED}} for e in ended],
+                )
+            for (status, run_at), task_ids in finished.items():
+                await self._finish(session, task_ids, status, run_at=run_at)
 
-    async def _record(
+    async def _apply(
         self,
-        task: Claimed,
-        prepared: "Prepared",
-        outcome: Published | PublishFailure | None,
-        unknown_reason: str | None,
-    ) -> None:
-        now = utcnow()
-        async with self.db.transaction() as session:
-            post, target = await self._load_target(session, task)
-            assert post is not None  # locked, with its targets, since _prepare
-            assert target is not None
-            attempt = await session.get(PublishAttempt, prepared.attempt_id)
-            assert attempt is not None
-            attempt.ended_at = now
-            retry_at: datetime | None = None
-            if isinstance(outcome, Published):
-                attempt.outcome = (
-                    AttemptOutcome.RECONCILED
-                    if prepared.reconcile or attempt.operation == "lookup"
-                    else AttemptOutcome.PUBLISHED
-                )
-                attempt.request_id = outcome.request_id
-                mark_published(session, post, target, outcome)
-            elif outcome is None and unknown_reason is None:
-                # Looked up after a lost answer and not found: it did not go out; try again.
-                attempt.outcome = AttemptOutcome.FAILED
-                attempt.error_code = "NOT_PUBLISHED"
-                target.status = TargetStatus.PENDING
-                retry_at = now
-            elif outcome is None or (isinstance(outcome, PublishFailure) and unknown_reason):
-                attempt.outcome = AttemptOutcome.OUTCOME_UNKNOWN
-                target.status = TargetStatus.UNKNOWN
-                target.error_code = "OUTCOME_UNKNOWN"
-                target.error_message = (
-                    "the platform may have published this post but cannot be asked "
-                    f"({unknown_reason}); resolve it by hand"
-                )
-            else:
-                retry_at = self._failed(post, target, attempt, outcome, now)
-            self._settle(post, now)
-            if self.metrics is not None and target.status is TargetStatus.PUBLISHED:
-                self.metrics.published.inc()
-            if self.metrics is not None and target.status is TargetStatus.FAILED:
-                self.metrics.failed.inc()
-            if retry_at is not None:
-                await self._finish(session, task.id, TaskStatus.PENDING, run_at=retry_at)
-            else:
-                await self._finish(session, task.id, TaskStatus.DONE)
+        session: AsyncSession,
+        post: ScheduledPost,
+        target: Target,
+        attempt: _AttemptEnd,
+        outcome: Outcome,
+        now: datetime,
+    ) -> datetime | None:
+        """Apply one outcome to its target; returns when to try again, or None when done."""
+        result = outcome.result
+        if isinstance(result, Published):
+            attempt.outcome = (
+                AttemptOutcome.RECONCILED if outcome.looked_up else AttemptOutcome.PUBLISHED
+            )
+            attempt.request_id = result.request_id
+            mark_published(session, post, target, result)
+            return None
+        if outcome.lookup_error is not None:
+            return await self._lookup_failed(session, target, attempt, outcome, now)
+        if outcome.unknown_reason is not None:
+            attempt.outcome = AttemptOutcome.OUTCOME_UNKNOWN
+            target.status = TargetStatus.UNKNOWN
+            target.error_code = "OUTCOME_UNKNOWN"
+            target.error_message = (
+                "the platform may have published this post but cannot be asked "
+                f"({outcome.unknown_reason}); resolve it by hand"
+            )
+            return None
+        if result is None:
+            # Reconciling, looked up and not found: it did not go out; try again.
+            attempt.outcome = AttemptOutcome.FAILED
+            attempt.error_code = "NOT_PUBLISHED"
+            target.status = TargetStatus.PENDING
+            return now
+        return self._failed(target, attempt, result, now)
+
+    async def _lookup_failed(
+        self,
+        session: AsyncSession,
+        target: Target,
+        attempt: _AttemptEnd,
+        outcome: Outcome,
+        now: datetime,
+    ) -> datetime | None:
+        """Asking the platform failed: ask again later (the target stays PUBLISHING, so the
+        next attempt is a lookup too), up to the retry policy's attempts; then UNKNOWN."""
+        attempt.outcome = AttemptOutcome.FAILED
+        attempt.error_code = "LOOKUP_FAILED"
+        attempt.error_message = outcome.lookup_error
+        failed_lookups = await session.scalar(
+            select(func.count())
+            .select_from(PublishAttempt)
+            .where(
+                PublishAttempt.post_id == target.post_id,
+                PublishAttempt.channel_id == target.channel_id,
+                PublishAttempt.error_code == "LOOKUP_FAILED",
+            )
+        )
+        number = int(failed_lookups or 0) + 1  # this one is written with the batch
+        if number < self.config.retry.max_attempts:
+            target.status = TargetStatus.PUBLISHING
+            return now + self.config.retry.backoff(number)
+        target.status = TargetStatus.UNKNOWN
+        target.error_code = "OUTCOME_UNKNOWN"
+        target.error_message = (
+            f"the platform may have published this post; asking it failed {number} times "
+            f"(last: {outcome.lookup_error}); resolve it by hand"
+        )
+        return None
 
     def _failed(
         self,
-        post: ScheduledPost,
         target: Target,
-        attempt: PublishAttempt,
+        attempt: _AttemptEnd,
         failure: PublishFailure,
         now: datetime,
     ) -> datetime | None:
@@ -543,6 +846,14 @@ class Worker:
             target.error_message = f"{failure.message} ({decision.reason})"
         return None
 
+    async def _load_target(
+        self, session: AsyncSession, task: Claimed
+    ) -> tuple[ScheduledPost | None, Target | None]:
+        """The task's post (locked) and the target of the task's channel, if both exist."""
+        post = (await self._load_posts(session, [task.post_id])).get(task.post_id or "")
+        targets = post.targets if post is not None else []
+        return post, next((t for t in targets if t.channel_id == task.channel_id), None)
+
     async def _comment_attempts(self, session: AsyncSession, post_id: str, channel_id: str) -> int:
         count = await session.scalar(
             select(func.count())
@@ -567,7 +878,7 @@ class Worker:
                 or not target.external_post_id
                 or not target.first_comment
             ):
-                await self._finish(session, task.id, TaskStatus.CANCELED)
+                await self._finish(session, [task.id], TaskStatus.CANCELED)
                 return
             channel = facts(target.channel)
             external_id, text = target.external_post_id, target.first_comment
@@ -607,7 +918,7 @@ class Worker:
                 target.first_comment_status = "PUBLISHED"
                 target.first_comment_id = comment_id
                 target.first_comment_error = None
-                await self._finish(session, task.id, TaskStatus.DONE)
+                await self._finish(session, [task.id], TaskStatus.DONE)
                 return
             row.outcome = AttemptOutcome.FAILED
             row.error_kind, row.error_code = failure.kind.value, failure.code
@@ -624,26 +935,36 @@ class Worker:
             )
             if decision.next is Next.RETRY:
                 await self._finish(
-                    session, task.id, TaskStatus.PENDING, run_at=decision.at, error=failure.code
+                    session, [task.id], TaskStatus.PENDING, run_at=decision.at, error=failure.code
                 )
             else:
                 target.first_comment_status = "FAILED"
-                await self._finish(session, task.id, TaskStatus.FAILED, error=failure.code)
+                await self._finish(session, [task.id], TaskStatus.FAILED, error=failure.code)
 
 
 async def _lookup(
-    platform: Platform, ctx: PlatformContext, prepared: "Prepared"
-) -> tuple[Published | None, str | None]:
-    """Ask the platform what an attempt whose answer was lost did: (found, why it can't tell)."""
+    platform: Platform,
+    ctx: PlatformContext,
+    prepared: Prepared,
+    seconds: float,
+    failure: PublishFailure | None,
+) -> Outcome:
+    """Ask the platform what an attempt whose answer was lost did.
+
+    `failure` is the lost answer of the call just made (None when reconciling an attempt
+    of a worker that died): if the post is not found, that failure stands.
+    """
     try:
-        found = await platform.lookup(
-            ctx, prepared.request.channel, prepared.request.idempotency_key
+        found = await asyncio.wait_for(
+            platform.lookup(ctx, prepared.request.channel, prepared.request.idempotency_key),
+            seconds,
         )
     except LookupUnavailable as exc:
-        return None, str(exc)
+        return Outcome(prepared, failure, unknown_reason=str(exc))
     except Exception as exc:
-        return None, f"lookup failed: {type(exc).__name__}: {exc}"
-    return found, None
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return Outcome(prepared, failure, lookup_error=reason)
+    return Outcome(prepared, found or failure, looked_up=True)
 
 
 async def _wait_any(
@@ -658,10 +979,3 @@ async def _wait_any(
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-@dataclass(frozen=True)
-class Prepared:
-    request: PublishRequest
-    attempt_id: str
-    reconcile: bool

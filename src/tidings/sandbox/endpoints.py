@@ -24,6 +24,7 @@ class SandboxPostOut(BaseModel):
     mediaType: str | None
     idempotencyKey: str | None
     publishedAt: datetime
+    receivedAt: datetime | None = None
     firstComment: str | None
     firstCommentAt: datetime | None
 
@@ -52,6 +53,7 @@ async def sandbox_feed(
                 mediaType=p.media_type,
                 idempotencyKey=p.idempotency_key,
                 publishedAt=p.published_at,
+                receivedAt=p.received_at,
                 firstComment=p.first_comment,
                 firstCommentAt=p.first_comment_at,
             )

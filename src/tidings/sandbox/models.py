@@ -24,6 +24,8 @@ class SandboxPost(Base):
     media: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     media_type: Mapped[str | None] = mapped_column(String(16))
     published_at: Mapped[datetime]
+    # When the publish call that created it arrived (before the network's latency).
+    received_at: Mapped[datetime | None] = mapped_column(default=None)
     first_comment: Mapped[str | None] = mapped_column(Text, default=None)
     first_comment_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -39,3 +41,6 @@ class SandboxCall(Base):
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     operation: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+    # When the first and the latest call arrived: what a platform's own logs would show.
+    first_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,10 +1,15 @@
-"""The sandbox network's side: every function commits in a transaction of its own."""
+"""The sandbox network's side: every write is committed before the function returns.
+
+Writes go through `Database.grouped`: calls that arrive together share one transaction (as a
+real network's storage would batch them), but none returns before its row is committed.
+"""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,18 +18,28 @@ from tidings.ids import new_id
 from tidings.sandbox.models import SandboxCall, SandboxPost
 
 
-async def count_call(db: Database, channel_id: str, key: str, operation: str) -> int:
-    """Record one more call of `operation` for `key`; returns which call this is (1-based)."""
+async def count_call(db: Database, channel_id: str, key: str, operation: str, now: datetime) -> int:
+    """Record one more call of `operation` for `key`, arrived at `now`; returns which call
+    this is (1-based)."""
     dialect = postgresql if not db.is_sqlite else sqlite
     statement = dialect.insert(SandboxCall).values(
-        channel_id=channel_id, key=key, operation=operation, count=1
+        channel_id=channel_id, key=key, operation=operation, count=1, first_at=now, last_at=now
     )
     statement = statement.on_conflict_do_update(
         index_elements=["channel_id", "key", "operation"],
-        set_={"count": SandboxCall.count + 1},
+        set_={"count": SandboxCall.count + 1, "last_at": now},
     ).returning(SandboxCall.count)
-    async with db.transaction() as session:
+
+    async def write(session: AsyncSession) -> int:
         return int((await session.execute(statement)).scalar_one())
+
+    return await db.grouped(write)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    id: str
+    published_at: datetime
 
 
 async def accept_post(
@@ -37,21 +52,25 @@ async def accept_post(
     media: list[dict[str, Any]],
     media_type: str | None,
     now: datetime,
-) -> SandboxPost:
+    received_at: datetime | None = None,
+) -> Accepted:
     """Publish: the record is committed before the caller hears anything."""
-    async with db.transaction() as session:
-        post = SandboxPost(
-            id=new_id("sbx"),
-            channel_id=channel_id,
-            idempotency_key=idempotency_key,
-            type=post_type,
-            caption=caption,
-            media=media,
-            media_type=media_type,
-            published_at=now,
-        )
-        session.add(post)
-    return post
+    accepted = Accepted(new_id("sbx"), now)
+    row = {
+        "id": accepted.id,
+        "channel_id": channel_id,
+        "idempotency_key": idempotency_key,
+        "type": post_type,
+        "caption": caption,
+        "media": media,
+        "media_type": media_type,
+        "published_at": now,
+        "received_at": received_at,
+        "first_comment": None,
+        "first_comment_at": None,
+    }
+    await db.grouped_insert(cast(Table, SandboxPost.__table__), row)
+    return accepted
 
 
 async def find_by_key(db: Database, channel_id: str, key: str) -> SandboxPost | None:
