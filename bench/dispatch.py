@@ -218,6 +218,8 @@ async def measure(args: argparse.Namespace, url: str, env: dict[str, str]) -> Fi
         if args.backend == "sqlite":
             command = [str(BIN / "tidings"), "serve", "--port", str(free_port())]
             env = {**env, "TIDINGS_WORKER_CONCURRENCY": str(args.concurrency)}
+        if args.batch_size:
+            env = {**env, "TIDINGS_WORKER_BATCH_SIZE": str(args.batch_size)}
             processes.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
         else:
             command = [str(BIN / "tidings"), "worker", "--concurrency", str(args.concurrency)]
@@ -253,6 +255,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--workers", type=int, default=3, help="PostgreSQL: worker processes")
     parser.add_argument("--concurrency", type=int, default=256, help="tasks per worker at once")
+    parser.add_argument("--batch-size", type=int, default=0, help="TIDINGS_WORKER_BATCH_SIZE")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
 

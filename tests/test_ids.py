@@ -13,3 +13,16 @@ def test_ids_made_in_one_process_sort_in_creation_order() -> None:
     ids = [new_id("post") for _ in range(5000)]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_the_ulid_encodes_the_millisecond_in_its_first_ten_characters() -> None:
+    import time
+
+    before = time.time_ns() // 1_000_000
+    ulid = new_id("x")[2:]
+    after = time.time_ns() // 1_000_000
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    ms = 0
+    for char in ulid[:10]:
+        ms = ms * 32 + alphabet.index(char)
+    assert before <= ms <= after

@@ -89,6 +89,7 @@ def serve(
     settings = _settings()
     migrations.upgrade(settings.resolved_database_url)
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
+    _tune_gc()
     typer.echo(f"Tidings on http://{host}:{port} (database: {_redacted(settings)})", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
@@ -96,7 +97,7 @@ def serve(
 @app.command()
 def worker(
     concurrency: Annotated[
-        int, typer.Option(min=1, max=1024, help="Tasks this process runs at once.")
+        int, typer.Option(min=1, max=10_000, help="Tasks this process runs at once.")
     ] = 8,
 ) -> None:
     """Run a publishing worker on its own (as many as you like, sharing one PostgreSQL)."""
@@ -106,6 +107,7 @@ def worker(
 
     settings = _settings()
     migrations.upgrade(settings.resolved_database_url)
+    _tune_gc()
 
     async def main() -> None:
         db = Database.connect(
@@ -125,6 +127,19 @@ def worker(
         typer.echo(f"worker {runner.name} stopped", err=True)
 
     asyncio.run(main())
+
+
+def _tune_gc() -> None:
+    """Collect garbage less often than CPython's default (every 700 allocations).
+
+    A burst of thousands of due posts allocates hundreds of thousands of short-lived objects;
+    with the default threshold the collector ran so often that it took about a third of the
+    time a publish call costs. Objects made during start-up are frozen out of collections.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def _redacted(settings: Settings) -> str:

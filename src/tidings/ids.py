@@ -1,21 +1,23 @@
 """Prefixed, time-sortable identifiers (`post_01J…`, `ch_01J…`)."""
 
+import base64
 import os
 import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+# base64's base32 alphabet, mapped onto Crockford's: the encoding itself then runs in C.
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 _lock = threading.Lock()
 _last_ms = 0
 _last_random = 0
 
 
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
+    """`value` as `length` Crockford base32 digits (length <= 32)."""
+    # 20 bytes are exactly 32 base32 digits, without padding; keep the last `length`.
+    digits = base64.b32encode(value.to_bytes(20, "big")).translate(_TO_CROCKFORD)
+    return digits[-length:].decode()
 
 
 def new_id(prefix: str) -> str:
@@ -33,4 +35,4 @@ def new_id(prefix: str) -> str:
         else:
             random_part = int.from_bytes(os.urandom(10), "big")
         _last_ms, _last_random = now_ms, random_part
-    return f"{prefix}_{_encode(now_ms, 10)}{_encode(random_part, 16)}"
+    return f"{prefix}_{_encode((now_ms << 80) | random_part, 26)}"

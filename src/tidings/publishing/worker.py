@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -93,6 +93,9 @@ class EngineConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Tasks claimed, fanned out and prepared in one transaction, at most.
     batch_size: int = 500
+    #: While due work is still being claimed, finished calls wait up to this long to be
+    #: recorded: starting calls on time comes first, bookkeeping second.
+    record_defer: timedelta = timedelta(seconds=2)
     #: Calls at once to all channels of a platform, per worker (see `limits`).
     platform_limits: Mapping[str, int] = field(default_factory=dict)
 
@@ -102,6 +105,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         lease=timedelta(seconds=settings.worker_lease_seconds),
         call_timeout=timedelta(seconds=settings.worker_call_timeout_seconds),
         missed_after=timedelta(hours=settings.missed_after_hours),
+        batch_size=settings.worker_batch_size,
         platform_limits=settings.platform_concurrency,
     )
 
@@ -206,6 +210,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._caught_up = asyncio.Event()  # the last claim found nothing more due
 
     def wake(self) -> None:
         """Look for due work now (a task was just added in this process)."""
@@ -227,15 +232,19 @@ class Worker:
                 if free > 0:
                     dispatched = await self._dispatch(free)
                     self._start(dispatched)
-                    if dispatched.claimed == free:
-                        continue
+                    if dispatched.claimed:
+                        self._caught_up.clear()
+                        continue  # more may be due; stop only when a claim comes back empty
+                self._caught_up.set()
                 await self._sleep(stop)
             except Exception:
                 # The database may be restarting: keep the process, try again shortly.
+                self._caught_up.set()
                 log.exception("worker loop failed; retrying")
                 await _wait_any(stop, None, seconds=self.config.poll_interval.total_seconds())
         # Calls in flight are let finish (each is bounded by `call_timeout`): cancelling
         # one half-way would only leave its target for another worker to reconcile.
+        self._caught_up.set()
         if self._running:
             await asyncio.wait(self._running)
         await self._outcomes.join()
@@ -270,6 +279,10 @@ class Worker:
         """Write outcomes as they come, as many per transaction as have arrived."""
         while True:
             batch = [await self._outcomes.get()]
+            if not self._caught_up.is_set():
+                await _wait_any(
+                    self._caught_up, None, seconds=self.config.record_defer.total_seconds()
+                )
             while not self._outcomes.empty() and len(batch) < self.config.batch_size:
                 batch.append(self._outcomes.get_nowait())
             try:
@@ -372,27 +385,55 @@ class Worker:
             return value
 
     async def _claim(self, session: AsyncSession, limit: int, now: datetime) -> list[Claimed]:
-        """Take up to `limit` due tasks (and expired leases), within the concurrency limits."""
-        due = or_(
-            and_(Task.status == TaskStatus.PENDING, Task.run_at <= now),
-            and_(Task.status == TaskStatus.RUNNING, Task.locked_until < now),
+        """Take due tasks (and expired leases) worth up to `limit` calls, within the
+        concurrency limits. A due post weighs as many calls as it has pending targets, so
+        that its fan-out can claim them all at once instead of leaving them for later."""
+        pending_targets = (
+            select(func.count())
+            .select_from(Target)
+            .where(Target.post_id == Task.post_id, Target.status == TargetStatus.PENDING)
+            .correlate(Task)
+            .scalar_subquery()
         )
-        query = select(
-            Task.id, Task.kind, Task.post_id, Task.channel_id, Task.run_at, Task.attempts
-        ).where(due)
+        weight = case((Task.kind == TaskKind.PUBLISH_POST, pending_targets), else_=1)
+        columns = (
+            Task.id,
+            Task.kind,
+            Task.post_id,
+            Task.channel_id,
+            Task.run_at,
+            Task.attempts,
+            weight.label("weight"),
+        )
         saturated = self.limits.saturated()
-        if saturated:
-            query = query.where(or_(Task.channel_id.is_(None), Task.channel_id.not_in(saturated)))
-        query = query.order_by(Task.run_at, Task.id).limit(limit)
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        rows = (await session.execute(query)).all()
+        rows: list[Any] = []
+        # Two queries, each served by the (status, run_at) index even when the table holds
+        # millions of finished tasks: leases that expired (their worker died), then due work.
+        for due in (
+            and_(Task.status == TaskStatus.RUNNING, Task.locked_until < now),
+            and_(Task.status == TaskStatus.PENDING, Task.run_at <= now),
+        ):
+            query = select(*columns).where(due)
+            if saturated:
+                query = query.where(
+                    or_(Task.channel_id.is_(None), Task.channel_id.not_in(saturated))
+                )
+            query = query.order_by(Task.status, Task.run_at, Task.id).limit(limit - len(rows))
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True, of=Task)
+            rows.extend((await session.execute(query)).all())
+            if len(rows) >= limit:
+                break
         await self._learn_channels(session, self.limits.unknown(r.channel_id for r in rows))
         claimed: list[Claimed] = []
+        calls = 0
         for row in rows:
+            if claimed and calls + max(1, row.weight or 0) > limit:
+                break
             if not self.limits.has_room(row.channel_id):
                 continue
             self.limits.take(row.channel_id)
+            calls += max(1, row.weight or 0)
             claimed.append(
                 Claimed(row.id, row.kind, row.post_id, row.channel_id, row.run_at, row.attempts + 1)
             )
@@ -480,7 +521,7 @@ class Worker:
                 return Dispatched([], [], 0)
             posts = await self._load_posts(session, (c.post_id for c in claimed))
             rows = _Rows()
-            room = limit - len(claimed)
+            room = limit - sum(1 for c in claimed if c.kind is not TaskKind.PUBLISH_POST)
             targets: list[Claimed] = []
             comments: list[Claimed] = []
             done: list[str] = []
@@ -526,8 +567,6 @@ class Worker:
             await self._abandon(session, [c for c in calls if c.reconcile])
             await self._finish(session, done, TaskStatus.DONE)
             await self._finish(session, canceled, TaskStatus.CANCELED)
-        if room <= 0 and len(calls) < len(targets):
-            self.wake()
         return Dispatched(calls, comments, len(claimed))
 
     async def _abandon(self, session: AsyncSession, reconciling: list[Prepared]) -> None:
