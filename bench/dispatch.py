@@ -83,7 +83,7 @@ def free_port() -> int:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def psql(statement: str) -> None:
@@ -144,7 +144,9 @@ async def retime(db: Database) -> datetime:
     return t0
 
 
-async def wait_for_workers(db: Database, count: int, processes: list[subprocess.Popen[bytes]]) -> None:
+async def wait_for_workers(
+    db: Database, count: int, processes: list[subprocess.Popen[bytes]]
+) -> None:
     from tidings.publishing.models import WorkerHeartbeat
 
     for _ in range(600):
@@ -159,8 +161,8 @@ async def wait_for_workers(db: Database, count: int, processes: list[subprocess.
     raise SystemExit("the engine processes did not start")
 
 
-async def wait_until_final(db: Database, posts: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until_final(db: Database, posts: int, within: float) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         async with db.transaction(write=False) as session:
             done = await session.scalar(
@@ -171,16 +173,12 @@ async def wait_until_final(db: Database, posts: int, timeout: float) -> None:
         if done == posts:
             return
         await asyncio.sleep(0.2)
-    raise SystemExit(f"not every post was final after {timeout:.0f} s")
+    raise SystemExit(f"not every post was final after {within:.0f} s")
 
 
 async def collect(db: Database, t0: datetime, targets: int) -> tuple[list[float], float]:
     async with db.transaction(write=False) as session:
-        arrivals = (
-            await session.execute(
-                select(SandboxPost.received_at)
-            )
-        ).scalars()
+        arrivals = (await session.execute(select(SandboxPost.received_at))).scalars()
         lags = [max(0.0, (a - t0).total_seconds()) for a in arrivals if a is not None]
         last = await session.scalar(select(func.max(ScheduledPost.updated_at)))
         unpublished = await session.scalar(
@@ -215,16 +213,16 @@ async def measure(args: argparse.Namespace, url: str, env: dict[str, str]) -> Fi
     processes: list[subprocess.Popen[bytes]] = []
     try:
         targets = await populate(db, args.posts, args.channels, args.latency_ms)
+        if args.batch_size:
+            env = {**env, "TIDINGS_WORKER_BATCH_SIZE": str(args.batch_size)}
         if args.backend == "sqlite":
             command = [str(BIN / "tidings"), "serve", "--port", str(free_port())]
             env = {**env, "TIDINGS_WORKER_CONCURRENCY": str(args.concurrency)}
-        if args.batch_size:
-            env = {**env, "TIDINGS_WORKER_BATCH_SIZE": str(args.batch_size)}
-            processes.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
+            processes.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))  # noqa: ASYNC220
         else:
             command = [str(BIN / "tidings"), "worker", "--concurrency", str(args.concurrency)]
             for _ in range(args.workers):
-                processes.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))
+                processes.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))  # noqa: ASYNC220
         await wait_for_workers(db, len(processes), processes)
         t0 = await retime(db)
         await wait_until_final(db, args.posts, args.timeout)
