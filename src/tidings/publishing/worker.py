@@ -77,6 +77,7 @@ from tidings.timefmt import utcnow
 
 log = logging.getLogger("tidings.worker")
 
+_FIRST_CLAIM = 32
 _TASKS = cast(Table, Task.__table__)
 _ATTEMPTS = cast(Table, PublishAttempt.__table__)
 _ENDED = ("ended_at", "outcome", "error_kind", "error_code", "error_message", "request_id")
@@ -222,19 +223,24 @@ class Worker:
         last_beat: datetime | None = None
         listener = None if self.db.is_sqlite else asyncio.create_task(self._listen(stop))
         recorder = asyncio.create_task(self._recorder())
+        ramp = min(_FIRST_CLAIM, self.config.batch_size)
         while not stop.is_set():
             try:
                 now = utcnow()
                 if last_beat is None or now - last_beat >= self.config.heartbeat_every:
                     await self._beat(started, now)
                     last_beat = now
-                free = min(self.concurrency - len(self._running), self.config.batch_size)
+                # The first claim of a burst is small, so its calls start at once; each
+                # further one doubles, up to `batch_size`, for throughput.
+                free = min(self.concurrency - len(self._running), ramp)
                 if free > 0:
                     dispatched = await self._dispatch(free)
                     self._start(dispatched)
                     if dispatched.claimed:
                         self._caught_up.clear()
+                        ramp = min(ramp * 2, self.config.batch_size)
                         continue  # more may be due; stop only when a claim comes back empty
+                ramp = min(_FIRST_CLAIM, self.config.batch_size)
                 self._caught_up.set()
                 await self._sleep(stop)
             except Exception:
