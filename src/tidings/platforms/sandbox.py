@@ -4,7 +4,8 @@ Channel options inject faults, each counted per target (per idempotency key):
 `latency_ms`, `fail_first=N` (503 on the first N attempts), `rate_limit_first=N` (429 with
 a reset `retry_after_s` later, default 1), `auth_expired_first=N`, `permanent_error=CODE`,
 `accept_then_timeout=N` (the post is stored, then the answer is lost: the double-post trap),
-`no_lookup=1` (the network cannot be asked what it published), `allowed_media_types`.
+`no_lookup=1` (the network cannot be asked what it published), `lookup_fail_first=N` (asking
+it fails with a 503 the first N times), `allowed_media_types`.
 """
 
 import asyncio
@@ -60,6 +61,7 @@ class Faults:
     accept_then_timeout: int
     permanent_error: str | None
     no_lookup: bool
+    lookup_fail_first: int = 0
 
     @classmethod
     def of(cls, channel: ChannelFacts) -> "Faults":
@@ -74,6 +76,7 @@ class Faults:
             accept_then_timeout=_int(o, "accept_then_timeout"),
             permanent_error=str(permanent) if permanent else None,
             no_lookup=_int(o, "no_lookup") > 0,
+            lookup_fail_first=_int(o, "lookup_fail_first"),
         )
 
     @property
@@ -215,8 +218,15 @@ class SandboxPlatform:
     async def lookup(
         self, ctx: PlatformContext, channel: ChannelFacts, idempotency_key: str
     ) -> Published | None:
-        if Faults.of(channel).no_lookup:
+        faults = Faults.of(channel)
+        if faults.no_lookup:
             raise LookupUnavailable("this sandbox channel cannot be searched (no_lookup)")
+        if faults.lookup_fail_first:
+            call = await network.count_call(ctx.db, channel.id, idempotency_key, "lookup", utcnow())
+            if call <= faults.lookup_fail_first:
+                raise PublishFailure(
+                    ErrorKind.TRANSIENT, "SANDBOX_UNAVAILABLE", "503: search is unavailable"
+                )
         record = await network.find_by_key(ctx.db, channel.id, idempotency_key)
         if record is None:
             return None
