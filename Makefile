@@ -36,6 +36,9 @@ format: $(STAMP)
 
 bench: $(STAMP) postgres
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/dispatch.py --backend sqlite --posts 100 --channels 10 --concurrency 1000
+	$(BIN)/python bench/dispatch.py --backend sqlite --posts 1000 --channels 10 --concurrency 1000
+	$(BIN)/python bench/dispatch.py --backend postgresql --workers 3 --posts 1000 --channels 10 --concurrency 1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

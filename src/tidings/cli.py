@@ -97,8 +97,13 @@ def serve(
 @app.command()
 def worker(
     concurrency: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Tasks this process runs at once.")
-    ] = 8,
+        int | None,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="Tasks this process runs at once [default: TIDINGS_WORKER_CONCURRENCY].",
+        ),
+    ] = None,
 ) -> None:
     """Run a publishing worker on its own (as many as you like, sharing one PostgreSQL)."""
     import signal
@@ -118,8 +123,12 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        runner = Worker(db, config=engine_config(settings), concurrency=concurrency)
-        typer.echo(f"worker {runner.name} started (concurrency {concurrency})", err=True)
+        runner = Worker(
+            db,
+            config=engine_config(settings),
+            concurrency=concurrency or settings.worker_concurrency,
+        )
+        typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
         try:
             await runner.run(stop)
         finally:

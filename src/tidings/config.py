@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(
         default=True, description="Run a publishing worker inside `tidings serve`."
     )
-    worker_concurrency: int = Field(default=8, ge=1, le=10_000)
+    worker_concurrency: int = Field(default=64, ge=1, le=10_000)
     # Tasks claimed and prepared per transaction (bigger: faster bursts, longer write locks).
     worker_batch_size: int = Field(default=500, ge=1, le=10_000)
     # Calls at once per platform and worker, e.g. '{"instagram": 4}' (unbounded if absent).
