@@ -1,6 +1,7 @@
 """Reconciliation when asking the platform fails, and the ledger after a worker's death,
 on both databases."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -72,3 +73,35 @@ async def test_the_attempt_of_a_dead_worker_is_marked_abandoned(world: World) ->
         ("lookup", "FAILED"),  # not found: it never went out
         ("publish", "PUBLISHED"),
     ]
+
+
+async def test_a_live_worker_keeps_its_lease_through_a_long_call(world: World) -> None:
+    """The lease (1 s here) is shorter than the call (2 s): the worker's beats renew it, so a
+    second worker does not take the task over and publish it again mid-call."""
+    slow = await world.add_channel("Slow", latency_ms=2000)
+    post_id = await publish_now(world, {slow: {"caption": "only once"}})
+    config = EngineConfig(
+        retry=FAST.retry,
+        lease=timedelta(seconds=1),
+        call_timeout=timedelta(seconds=5),
+        poll_interval=timedelta(milliseconds=50),
+    )
+    first = worker(world, name="w-first", config=config)
+    stop = asyncio.Event()
+    running = asyncio.create_task(first.run(stop))
+    try:
+        for _ in range(200):
+            if await ledger(world, post_id):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.5)  # past the first lease, with the call still under way
+        await worker(world, name="w-second", config=config).run_until_idle(within=1)
+        for _ in range(300):
+            if (await document(world, post_id))["status"] == "PUBLISHED":
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await running
+    assert len(await feed(world, slow)) == 1
+    assert await ledger(world, post_id) == [("publish", "PUBLISHED", None)]

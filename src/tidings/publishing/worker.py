@@ -30,7 +30,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -78,6 +89,7 @@ from tidings.timefmt import utcnow
 log = logging.getLogger("tidings.worker")
 
 _FIRST_CLAIM = 32
+_FORGET_AFTER = timedelta(days=1)
 _TASKS = cast(Table, Task.__table__)
 _ATTEMPTS = cast(Table, PublishAttempt.__table__)
 _ENDED = ("ended_at", "outcome", "error_kind", "error_code", "error_message", "request_id")
@@ -212,6 +224,8 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
         self._caught_up = asyncio.Event()  # the last claim found nothing more due
+        # Beating also renews this worker's leases, so it must come well within a lease.
+        self._beat_every = min(self.config.heartbeat_every, self.config.lease / 3)
 
     def wake(self) -> None:
         """Look for due work now (a task was just added in this process)."""
@@ -227,7 +241,7 @@ class Worker:
         while not stop.is_set():
             try:
                 now = utcnow()
-                if last_beat is None or now - last_beat >= self.config.heartbeat_every:
+                if last_beat is None or now - last_beat >= self._beat_every:
                     await self._beat(started, now)
                     last_beat = now
                 # The first claim of a burst is small, so its calls start at once; each
@@ -329,8 +343,25 @@ class Worker:
                     await connection.close()
 
     async def _beat(self, started: datetime, now: datetime | None) -> None:
-        """Record that this worker is alive (or, with `now` None, that it has stopped)."""
+        """Record that this worker is alive (or, with `now` None, that it has stopped), and
+        renew the leases of the tasks it is running.
+
+        A live worker never loses a lease to another, however long its calls take: only a
+        worker that stopped beating (dead, or frozen) has its tasks taken over, so a lookup
+        by the next worker cannot race a call still on its way.
+        """
         async with self.db.transaction() as session:
+            if now is not None:
+                await session.execute(
+                    update(Task)
+                    .where(Task.locked_by == self.name, Task.status == TaskStatus.RUNNING)
+                    .values(locked_until=now + self.config.lease)
+                    .execution_options(synchronize_session=False)
+                )
+                # Beats of workers gone for a day (killed, never stopped cleanly) go.
+                await session.execute(
+                    delete(WorkerHeartbeat).where(WorkerHeartbeat.beat_at < now - _FORGET_AFTER)
+                )
             beat = await session.get(WorkerHeartbeat, self.name)
             if now is None:
                 if beat is not None:
