@@ -164,6 +164,13 @@ class _Rows:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     contents: dict[str, tuple[PostContent, dict[str, TargetContent]]] = field(default_factory=dict)
     channels: dict[str, ChannelFacts] = field(default_factory=dict)
+    targets: dict[str, dict[str, Target]] = field(default_factory=dict)
+    learned: set[str] = field(default_factory=set)
+
+    def target(self, post: ScheduledPost, channel_id: str | None) -> Target | None:
+        if post.id not in self.targets:
+            self.targets[post.id] = {t.channel_id: t for t in post.targets}
+        return self.targets[post.id].get(channel_id or "")
 
     def content(self, post: ScheduledPost, channel_id: str) -> tuple[PostContent, TargetContent]:
         if post.id not in self.contents:
@@ -660,7 +667,9 @@ class Worker:
                 continue
             target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
             channel = target.channel
-            self.limits.learn(channel.id, channel.platform, channel.options or {})
+            if channel.id not in rows.learned:
+                self.limits.learn(channel.id, channel.platform, channel.options or {})
+                rows.learned.add(channel.id)
             task_id = new_id("task")
             new: dict[str, Any] = {
                 "id": task_id,
@@ -696,7 +705,7 @@ class Worker:
         """Mark the target PUBLISHING and open its attempt; None if it is no longer wanted."""
         target = None
         if post is not None:
-            target = next((t for t in post.targets if t.channel_id == task.channel_id), None)
+            target = rows.target(post, task.channel_id)
         if (
             post is None
             or target is None
