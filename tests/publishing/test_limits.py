@@ -10,6 +10,7 @@ import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.publishing.test_engine import FAST, document, feed, publish_now, worker
@@ -128,3 +129,23 @@ def test_limits_count_calls_per_channel_and_platform() -> None:
     assert limits.has_room("a")
     assert limits.has_room("b")
     assert limits.saturated() == []
+
+
+def test_limits_taken_in_a_failed_block_are_given_back() -> None:
+    limits = Limits({})
+    limits.learn("a", "sandbox", {"max_concurrency": 1})
+    limits.take("a")  # a call already running, outside the block
+    limits.learn("b", "sandbox", {"max_concurrency": 1})
+
+    def failing_block() -> None:
+        with limits.undone_on_error():
+            limits.take("b")
+            raise RuntimeError("the transaction rolled back")
+
+    with pytest.raises(RuntimeError):
+        failing_block()
+    assert limits.has_room("b")
+    assert not limits.has_room("a")
+    with limits.undone_on_error():
+        limits.take("b")
+    assert not limits.has_room("b")

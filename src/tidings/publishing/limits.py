@@ -8,7 +8,8 @@ this worker's next round or another worker), so one busy channel never holds up 
 """
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -29,6 +30,21 @@ class Limits:
         self.channel_limits: dict[str, int | None] = {}
         self.by_channel: Counter[str] = Counter()
         self.by_platform: Counter[str] = Counter()
+        self._taken: list[str] | None = None
+
+    @contextmanager
+    def undone_on_error(self) -> Iterator[None]:
+        """Whatever is taken inside is given back if the block fails (say, its transaction
+        rolled back, so the tasks were never claimed)."""
+        self._taken = []
+        try:
+            yield
+        except BaseException:
+            for channel_id in self._taken:
+                self.give(channel_id)
+            raise
+        finally:
+            self._taken = None
 
     def learn(self, channel_id: str, platform: str, options: Mapping[str, Any]) -> None:
         self.platform_of[channel_id] = platform
@@ -51,6 +67,8 @@ class Limits:
         if channel_id is None:
             return
         self.by_channel[channel_id] += 1
+        if self._taken is not None:
+            self._taken.append(channel_id)
         platform = self.platform_of.get(channel_id)
         if platform is not None:
             self.by_platform[platform] += 1

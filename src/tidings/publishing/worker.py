@@ -559,6 +559,10 @@ class Worker:
     async def _dispatch(self, limit: int) -> Dispatched:
         """One transaction: claim due tasks, fan due posts out, prepare every target call."""
         now = utcnow()
+        with self.limits.undone_on_error():
+            return await self._dispatch_in(limit, now)
+
+    async def _dispatch_in(self, limit: int, now: datetime) -> Dispatched:
         async with self.db.transaction() as session:
             claimed = await self._claim(session, limit, now)
             if not claimed:
