@@ -14,11 +14,13 @@ out into one task per target, and prepares all of them; a recorder writes the ou
 the calls that finished meanwhile, many per transaction. So ten thousand targets due at the
 same instant cost a few dozen transactions, not tens of thousands.
 
-A worker that dies between 1 and 3 leaves the task RUNNING with an expired lease and the
-target PUBLISHING: whoever claims it next reconciles through the connector's lookup before
-anything is sent again, and a target the platform cannot look up becomes UNKNOWN, for a
-person to resolve. Once a target has started, its post is PUBLISHING and can no longer be
-reverted or cancelled (the lifecycle refuses with 409), so no revert can race a call.
+A live worker renews its leases with every heartbeat, so only a dead (or frozen) worker's
+tasks are ever taken over. One that dies between 1 and 3 leaves the task RUNNING with a
+lease that runs out and the target PUBLISHING: whoever claims it next reconciles through
+the connector's lookup before anything is sent again, and a target the platform cannot
+look up becomes UNKNOWN, for a person to resolve. Once a target has started, its post is
+PUBLISHING and can no longer be reverted or cancelled (the lifecycle refuses with 409), so
+no revert can race a call.
 """
 
 import asyncio
