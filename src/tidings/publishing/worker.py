@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Table,
     and_,
     bindparam,
@@ -132,7 +133,6 @@ class Claimed:
     post_id: str | None
     channel_id: str | None
     run_at: datetime
-    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -448,7 +448,6 @@ class Worker:
             Task.post_id,
             Task.channel_id,
             Task.run_at,
-            Task.attempts,
             weight.label("weight"),
         )
         saturated = self.limits.saturated()
@@ -474,15 +473,14 @@ class Worker:
         claimed: list[Claimed] = []
         calls = 0
         for row in rows:
-            if claimed and calls + max(1, row.weight or 0) > limit:
+            cost = max(1, row.weight or 0)
+            if claimed and calls + cost > limit:
                 break
             if not self.limits.has_room(row.channel_id):
                 continue
             self.limits.take(row.channel_id)
-            calls += max(1, row.weight or 0)
-            claimed.append(
-                Claimed(row.id, row.kind, row.post_id, row.channel_id, row.run_at, row.attempts + 1)
-            )
+            calls += cost
+            claimed.append(Claimed(row.id, row.kind, row.post_id, row.channel_id, row.run_at))
         if not claimed:
             return []
         await session.execute(
@@ -575,6 +573,7 @@ class Worker:
             targets: list[Claimed] = []
             comments: list[Claimed] = []
             done: list[str] = []
+            canceled: list[str] = []
             touched: set[str] = set()
             for task in claimed:
                 if task.kind is TaskKind.PUBLISH_TARGET:
@@ -585,7 +584,7 @@ class Worker:
                     post = posts.get(task.post_id or "")
                     fanned = self._fan_out(rows, task, post, now, room)
                     if fanned is None:
-                        await self._finish(session, [task.id], TaskStatus.CANCELED)
+                        canceled.append(task.id)
                         continue
                     room -= len(fanned)
                     targets.extend(fanned)
@@ -594,7 +593,6 @@ class Worker:
                     done.append(task.id)
                     touched.add(task.post_id or "")
             calls: list[Prepared] = []
-            canceled: list[str] = []
             for task in targets:
                 prepared = self._prepare(rows, task, posts.get(task.post_id or ""), now)
                 if prepared is None:
@@ -671,7 +669,7 @@ class Worker:
                     f"{self.config.missed_after} before a worker could start it"
                 )
                 continue
-            target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
+            _ensure_key(target)
             channel = target.channel
             if channel.id not in rows.learned:
                 self.limits.learn(channel.id, channel.platform, channel.options or {})
@@ -727,7 +725,7 @@ class Worker:
             due = post.scheduled_for if target.attempt_count == 1 else task.run_at
             if self.metrics is not None and due is not None:
                 self.metrics.dispatch_lag.observe(max(0.0, (now - due).total_seconds()))
-        target.idempotency_key = target.idempotency_key or f"{post.id}:{target.channel_id}"
+        idempotency_key = _ensure_key(target)
         attempt_id = new_id("att")
         rows.attempts.append(
             {
@@ -752,7 +750,7 @@ class Worker:
             channel=rows.channel(target.channel),
             content=content,
             target=target_content,
-            idempotency_key=target.idempotency_key,
+            idempotency_key=idempotency_key,
             attempt=target.attempt_count,
         )
         return Prepared(task=task, request=request, attempt_id=attempt_id, reconcile=reconcile)
@@ -775,10 +773,7 @@ class Worker:
             result = failure
         except Exception as exc:
             result = PublishFailure(
-                ErrorKind.TRANSIENT,
-                "CALL_FAILED",
-                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                outcome_unknown=True,
+                ErrorKind.TRANSIENT, "CALL_FAILED", _describe(exc), outcome_unknown=True
             )
         if isinstance(result, PublishFailure) and result.outcome_unknown:
             return await _lookup(platform, ctx, prepared, timeout, result)
@@ -796,12 +791,7 @@ class Worker:
             for outcome in outcomes:
                 prepared = outcome.prepared
                 post = posts.get(prepared.request.post_id)
-                target = None
-                if post is not None:
-                    target = next(
-                        (t for t in post.targets if t.channel_id == prepared.task.channel_id),
-                        None,
-                    )
+                target = _target_of(post, prepared.task.channel_id)
                 if post is None or target is None:
                     continue  # deleted meanwhile, with its tasks and ledger
                 attempt = _AttemptEnd(prepared.attempt_id, now)
@@ -816,10 +806,9 @@ class Worker:
                 finished.setdefault(key, []).append(prepared.task.id)
             await write_changes(session)
             if ended:
-                table = _ATTEMPTS
                 await (await session.connection()).execute(
-                    update(table)
-                    .where(table.c.id == bindparam("attempt_id"))
+                    update(_ATTEMPTS)
+                    .where(_ATTEMPTS.c.id == bindparam("attempt_id"))
                     .values({name: bindparam(name) for name in _ENDED}),
                     [{"attempt_id": e.id, **{n: getattr(e, n) for n in _ENDED}} for e in ended],
                 )
@@ -876,16 +865,10 @@ class Worker:
         attempt.outcome = AttemptOutcome.FAILED
         attempt.error_code = "LOOKUP_FAILED"
         attempt.error_message = outcome.lookup_error
-        failed_lookups = await session.scalar(
-            select(func.count())
-            .select_from(PublishAttempt)
-            .where(
-                PublishAttempt.post_id == target.post_id,
-                PublishAttempt.channel_id == target.channel_id,
-                PublishAttempt.error_code == "LOOKUP_FAILED",
-            )
+        # This one is written with the batch, so it is not counted yet.
+        number = 1 + await _count_attempts(
+            session, target.post_id, target.channel_id, PublishAttempt.error_code == "LOOKUP_FAILED"
         )
-        number = int(failed_lookups or 0) + 1  # this one is written with the batch
         if number < self.config.retry.max_attempts:
             target.status = TargetStatus.PUBLISHING
             return now + self.config.retry.backoff(number)
@@ -942,20 +925,7 @@ class Worker:
     ) -> tuple[ScheduledPost | None, Target | None]:
         """The task's post (locked) and the target of the task's channel, if both exist."""
         post = (await self._load_posts(session, [task.post_id])).get(task.post_id or "")
-        targets = post.targets if post is not None else []
-        return post, next((t for t in targets if t.channel_id == task.channel_id), None)
-
-    async def _comment_attempts(self, session: AsyncSession, post_id: str, channel_id: str) -> int:
-        count = await session.scalar(
-            select(func.count())
-            .select_from(PublishAttempt)
-            .where(
-                PublishAttempt.post_id == post_id,
-                PublishAttempt.channel_id == channel_id,
-                PublishAttempt.operation == "comment",
-            )
-        )
-        return int(count or 0)
+        return post, _target_of(post, task.channel_id)
 
     async def _first_comment(self, task: Claimed) -> None:
         now = utcnow()
@@ -973,7 +943,9 @@ class Worker:
                 return
             channel = facts(target.channel)
             external_id, text = target.external_post_id, target.first_comment
-            number = 1 + await self._comment_attempts(session, post.id, target.channel_id)
+            number = 1 + await _count_attempts(
+                session, post.id, target.channel_id, PublishAttempt.operation == "comment"
+            )
             attempt = PublishAttempt(
                 id=new_id("att"),
                 post_id=post.id,
@@ -1046,16 +1018,44 @@ async def _lookup(
     of a worker that died): if the post is not found, that failure stands.
     """
     try:
-        found = await asyncio.wait_for(
-            platform.lookup(ctx, prepared.request.channel, prepared.request.idempotency_key),
-            seconds,
-        )
+        async with asyncio.timeout(seconds):
+            found = await platform.lookup(
+                ctx, prepared.request.channel, prepared.request.idempotency_key
+            )
     except LookupUnavailable as exc:
         return Outcome(prepared, failure, unknown_reason=str(exc))
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return Outcome(prepared, failure, lookup_error=reason)
+        return Outcome(prepared, failure, lookup_error=_describe(exc))
     return Outcome(prepared, found or failure, looked_up=True)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as an error message: its type, and its text when it has one."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _ensure_key(target: Target) -> str:
+    """The target's idempotency key (stable across attempts), given to it if it has none."""
+    key = target.idempotency_key or f"{target.post_id}:{target.channel_id}"
+    target.idempotency_key = key
+    return key
+
+
+def _target_of(post: ScheduledPost | None, channel_id: str | None) -> Target | None:
+    targets = post.targets if post is not None else []
+    return next((t for t in targets if t.channel_id == channel_id), None)
+
+
+async def _count_attempts(
+    session: AsyncSession, post_id: str, channel_id: str, which: ColumnElement[bool]
+) -> int:
+    """How many ledger rows of one target match `which`."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(PublishAttempt)
+        .where(PublishAttempt.post_id == post_id, PublishAttempt.channel_id == channel_id, which)
+    )
+    return int(count or 0)
 
 
 async def _wait_any(
