@@ -1,6 +1,7 @@
 """Group commit (`Database.grouped`) and bulk writes (`write_changes`), on both databases."""
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 from sqlalchemy import func, select
@@ -34,28 +35,22 @@ async def test_one_failing_operation_fails_only_its_caller(world: World) -> None
     async def broken(session: AsyncSession) -> None:
         raise RuntimeError("this one is wrong")
 
+    def accept(key: str, caption: str) -> Awaitable[network.Accepted]:
+        return network.accept_post(
+            db,
+            channel_id=channel,
+            idempotency_key=key,
+            post_type="POST",
+            caption=caption,
+            media=[],
+            media_type=None,
+            now=utcnow(),
+        )
+
     results = await asyncio.gather(
-        network.accept_post(
-            db,
-            channel_id=channel,
-            idempotency_key="a",
-            post_type="POST",
-            caption="first",
-            media=[],
-            media_type=None,
-            now=utcnow(),
-        ),
+        accept("a", "first"),
         db.grouped(broken),
-        network.accept_post(
-            db,
-            channel_id=channel,
-            idempotency_key="b",
-            post_type="POST",
-            caption="second",
-            media=[],
-            media_type=None,
-            now=utcnow(),
-        ),
+        accept("b", "second"),
         return_exceptions=True,
     )
     assert isinstance(results[1], RuntimeError)

@@ -30,6 +30,12 @@ def _columns(mapper: Mapper[Any]) -> dict[str, str]:
     return {prop.key: prop.columns[0].key for prop in mapper.column_attrs}
 
 
+@functools.cache
+def _insert_order() -> dict[Table, int]:
+    """Tables in dependency order (parents first), sorted once."""
+    return {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
+
+
 async def write_changes(session: AsyncSession) -> None:
     """Insert the session's new objects and update its changed ones, then detach them all.
 
@@ -67,7 +73,7 @@ async def write_changes(session: AsyncSession) -> None:
         return
     # Through the connection, not the session: a session would autoflush the same objects.
     connection = await session.connection()
-    order = {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
+    order = _insert_order()
     for (table, _), rows in sorted(inserts.items(), key=lambda item: order.get(item[0][0], 0)):
         await connection.execute(insert(table), rows)
     for (table, keys), rows in updates.items():

@@ -15,8 +15,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from tidings.db.bulk import write_changes
-
 #: The LISTEN/NOTIFY channel that tells workers on other processes that a task was added.
 TASKS_CHANNEL = "tidings_tasks"
 #: Set in `session.info` by whoever adds a task: the commit then notifies the workers.
@@ -170,7 +168,6 @@ class Database:
                 async with self.transaction() as session:
                     results = [await operation(session) for operation, _ in batch]
                     await _write_queued_rows(session)
-                    await write_changes(session)
             except Exception:
                 for operation, future in batch:
                     try:

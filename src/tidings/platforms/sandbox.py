@@ -10,7 +10,7 @@ it fails with a 503 the first N times), `allowed_media_types`.
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from tidings.platforms.base import (
@@ -93,6 +93,21 @@ class Faults:
         )
 
 
+async def _nth_call(
+    ctx: PlatformContext,
+    channel: ChannelFacts,
+    key: str,
+    operation: str,
+    counted: bool,
+    now: datetime,
+) -> int:
+    """Which call of `operation` for `key` this is; only counted (a write on the network's
+    side) when a fault depends on it, otherwise every call is taken as the first."""
+    if not counted:
+        return 1
+    return await network.count_call(ctx.db, channel.id, key, operation, now)
+
+
 def feed_url(channel_id: str, post_id: str) -> str:
     return f"/sandbox/channels/{channel_id}/posts#{post_id}"
 
@@ -143,11 +158,9 @@ class SandboxPlatform:
     async def publish(self, ctx: PlatformContext, request: PublishRequest) -> Published:
         channel, faults = request.channel, Faults.of(request.channel)
         received_at = utcnow()
-        call = 1
-        if faults.counted:
-            call = await network.count_call(
-                ctx.db, channel.id, request.idempotency_key, "publish", received_at
-            )
+        call = await _nth_call(
+            ctx, channel, request.idempotency_key, "publish", faults.counted, received_at
+        )
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         request_id = f"sbxreq_{channel.id}_{request.idempotency_key}_{call}"
@@ -221,12 +234,12 @@ class SandboxPlatform:
         faults = Faults.of(channel)
         if faults.no_lookup:
             raise LookupUnavailable("this sandbox channel cannot be searched (no_lookup)")
-        if faults.lookup_fail_first:
-            call = await network.count_call(ctx.db, channel.id, idempotency_key, "lookup", utcnow())
-            if call <= faults.lookup_fail_first:
-                raise PublishFailure(
-                    ErrorKind.TRANSIENT, "SANDBOX_UNAVAILABLE", "503: search is unavailable"
-                )
+        counted = faults.lookup_fail_first > 0
+        call = await _nth_call(ctx, channel, idempotency_key, "lookup", counted, utcnow())
+        if call <= faults.lookup_fail_first:
+            raise PublishFailure(
+                ErrorKind.TRANSIENT, "SANDBOX_UNAVAILABLE", "503: search is unavailable"
+            )
         record = await network.find_by_key(ctx.db, channel.id, idempotency_key)
         if record is None:
             return None
@@ -236,11 +249,8 @@ class SandboxPlatform:
         self, ctx: PlatformContext, channel: ChannelFacts, external_post_id: str, text: str
     ) -> str:
         faults = Faults.of(channel)
-        call = 1
-        if faults.fail_first:
-            call = await network.count_call(
-                ctx.db, channel.id, external_post_id, "comment", utcnow()
-            )
+        counted = faults.fail_first > 0
+        call = await _nth_call(ctx, channel, external_post_id, "comment", counted, utcnow())
         if call <= faults.fail_first:
             raise PublishFailure(
                 ErrorKind.TRANSIENT, "SANDBOX_UNAVAILABLE", "503: service unavailable"
