@@ -480,3 +480,25 @@ async def test_a_sleeping_worker_is_woken_by_a_new_task(world: World, database_u
         stop.set()
         await running
         await other_process.dispose()
+
+
+async def test_a_claim_takes_and_locks_only_what_it_can_run(world: World) -> None:
+    """A due post weighs as many calls as it has targets: a claim worth 20 calls takes two
+    posts of ten targets. On PostgreSQL the rows a claim reads stay locked until it commits,
+    so a claim that read more than it took would leave another worker, claiming meanwhile,
+    with nothing; here the other worker gets two posts of its own."""
+    channels = [world.channel_id] + [await world.add_channel(f"Extra {n}") for n in range(9)]
+    for n in range(6):
+        await publish_now(world, {c: {"caption": f"post {n}"} for c in channels})
+    first, second = worker(world, name="w-first"), worker(world, name="w-second")
+    async with world.db.transaction() as session:
+        taken = await first._claim(session, 20, datetime.now(UTC))
+        assert [t.kind for t in taken] == [TaskKind.PUBLISH_POST] * 2
+        if not world.db.is_sqlite:  # SQLite has one writer at a time: nothing to lock
+            async with world.db.transaction() as other:
+                theirs = await second._claim(other, 20, datetime.now(UTC))
+                assert len(theirs) == 2
+                assert not {t.id for t in theirs} & {t.id for t in taken}
+    async with world.db.transaction() as session:
+        rest = await second._claim(session, 1000, datetime.now(UTC))
+    assert len(rest) == (4 if world.db.is_sqlite else 2)

@@ -25,6 +25,7 @@ no revert can race a call.
 
 import asyncio
 import logging
+import math
 import os
 import socket
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
@@ -34,6 +35,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     and_,
     bindparam,
@@ -92,6 +94,7 @@ from tidings.timefmt import utcnow
 log = logging.getLogger("tidings.worker")
 
 _FIRST_CLAIM = 32
+_FIRST_WEIGHT = 10
 _FORGET_AFTER = timedelta(days=1)
 _TASKS = cast(Table, Task.__table__)
 _ATTEMPTS = cast(Table, PublishAttempt.__table__)
@@ -111,7 +114,7 @@ class EngineConfig:
     batch_size: int = 500
     #: While due work is still being claimed, finished calls wait up to this long to be
     #: recorded: starting calls on time comes first, bookkeeping second.
-    record_defer: timedelta = timedelta(seconds=2)
+    record_defer: timedelta = timedelta(seconds=5)
     #: Calls at once to all channels of a platform, per worker (see `limits`).
     platform_limits: Mapping[str, int] = field(default_factory=dict)
 
@@ -233,6 +236,9 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
         self._caught_up = asyncio.Event()  # the last claim found nothing more due
+        # Calls per task in the last rows claimed (a due post weighs its pending targets).
+        # It starts high: guessing too high costs one more query, too low locks too much.
+        self._weight = float(_FIRST_WEIGHT)
         # Beating also renews this worker's leases, so it must come well within a lease.
         self._beat_every = min(self.config.heartbeat_every, self.config.lease / 3)
 
@@ -254,15 +260,22 @@ class Worker:
                     await self._beat(started, now)
                     last_beat = now
                 # The first claim of a burst is small, so its calls start at once; each
-                # further one doubles, up to `batch_size`, for throughput.
+                # further one is four times larger, up to `batch_size`, for throughput.
+                self._wake.clear()
                 free = min(self.concurrency - len(self._running), ramp)
-                if free > 0:
-                    dispatched = await self._dispatch(free)
-                    self._start(dispatched)
-                    if dispatched.claimed:
-                        self._caught_up.clear()
-                        ramp = min(ramp * 2, self.config.batch_size)
-                        continue  # more may be due; stop only when a claim comes back empty
+                if free <= 0:
+                    # Every slot is taken: wait for a call to end (it wakes us). Due work
+                    # may still be waiting, so this is not caught up, and the ramp holds.
+                    await _wait_any(
+                        self._wake, stop, seconds=self.config.poll_interval.total_seconds()
+                    )
+                    continue
+                dispatched = await self._dispatch(free)
+                self._start(dispatched)
+                if dispatched.claimed:
+                    self._caught_up.clear()
+                    ramp = min(ramp * 4, self.config.batch_size)
+                    continue  # more may be due; stop only when a claim comes back empty
                 ramp = min(_FIRST_CLAIM, self.config.batch_size)
                 self._caught_up.set()
                 await self._sleep(stop)
@@ -452,6 +465,7 @@ class Worker:
         )
         saturated = self.limits.saturated()
         rows: list[Any] = []
+        calls = 0
         # Two queries, each served by the (status, run_at) index even when the table holds
         # millions of finished tasks: leases that expired (their worker died), then due work.
         for due in (
@@ -463,11 +477,9 @@ class Worker:
                 query = query.where(
                     or_(Task.channel_id.is_(None), Task.channel_id.not_in(saturated))
                 )
-            query = query.order_by(Task.status, Task.run_at, Task.id).limit(limit - len(rows))
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True, of=Task)
-            rows.extend((await session.execute(query)).all())
-            if len(rows) >= limit:
+            found, calls = await self._take_rows(session, query, limit, calls)
+            rows.extend(found)
+            if calls >= limit:
                 break
         await self._learn_channels(session, self.limits.unknown(r.channel_id for r in rows))
         claimed: list[Claimed] = []
@@ -498,6 +510,42 @@ class Worker:
         if self.metrics is not None:
             self.metrics.claimed.inc(len(claimed))
         return claimed
+
+    async def _take_rows(
+        self, session: AsyncSession, query: Select[Any], limit: int, calls: int
+    ) -> tuple[list[Any], int]:
+        """Rows of `query` (in due order) worth about `limit - calls` calls, with the calls
+        they weigh added to `calls`.
+
+        On PostgreSQL every row read is locked until the transaction ends, hidden from the
+        other workers (SKIP LOCKED). Reading `limit` rows when a post weighs ten calls would
+        lock ten times what this claim can take and starve the others; so rows are read in
+        chunks sized by the weight of the rows read lately, each after the last.
+        """
+        rows: list[Any] = []
+        query = query.order_by(Task.status, Task.run_at, Task.id)
+        if not self.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True, of=Task)
+        while calls < limit:
+            want = max(1, math.ceil((limit - calls) / self._weight))
+            chunk = query
+            if rows:
+                last = rows[-1]
+                chunk = chunk.where(
+                    or_(
+                        Task.run_at > last.run_at,
+                        and_(Task.run_at == last.run_at, Task.id > last.id),
+                    )
+                )
+            found = (await session.execute(chunk.limit(want))).all()
+            if found:
+                weight = sum(max(1, row.weight or 0) for row in found)
+                self._weight = weight / len(found)
+                calls += weight
+                rows.extend(found)
+            if len(found) < want:
+                break
+        return rows, calls
 
     async def _learn_channels(self, session: AsyncSession, channel_ids: set[str]) -> None:
         if not channel_ids:
