@@ -2,6 +2,7 @@
 and check the engine's state against the sandbox network's own record."""
 
 import asyncio
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -307,7 +308,8 @@ async def test_the_attempt_ledger_is_readable(world: World) -> None:
 async def test_a_stopped_worker_finishes_its_calls_and_holds_no_lease(world: World) -> None:
     slow = await world.add_channel("Slow", latency_ms=400)
     post_id = await publish_now(world, {slow: {"caption": "interrupted"}})
-    w = worker(world, config=EngineConfig(poll_interval=timedelta(milliseconds=20)))
+    config = EngineConfig(poll_interval=timedelta(milliseconds=20), gc_pause=timedelta(seconds=10))
+    w = worker(world, config=config)
     stop = asyncio.Event()
     running = asyncio.create_task(w.run(stop))
     for _ in range(300):
@@ -320,6 +322,7 @@ async def test_a_stopped_worker_finishes_its_calls_and_holds_no_lease(world: Wor
         await asyncio.sleep(0.01)
     stop.set()  # mid-call
     await running
+    assert gc.isenabled()  # the collector's pause during the burst is over
     assert (await document(world, post_id))["status"] == "PUBLISHED"
     assert len(await feed(world, slow)) == 1
     async with world.db.transaction(write=False) as session:

@@ -68,6 +68,7 @@ from tidings.platforms.base import (
     PublishRequest,
     TargetContent,
 )
+from tidings.publishing.gcpause import GcPause
 from tidings.publishing.limits import Limits
 from tidings.publishing.metrics import EngineMetrics
 from tidings.publishing.models import (
@@ -117,6 +118,9 @@ class EngineConfig:
     record_defer: timedelta = timedelta(seconds=5)
     #: Calls at once to all channels of a platform, per worker (see `limits`).
     platform_limits: Mapping[str, int] = field(default_factory=dict)
+    #: Pause the cyclic garbage collector during a burst of due work, at most this long
+    #: (see `gcpause`); None leaves it alone. The `tidings` processes set it.
+    gc_pause: timedelta | None = None
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -126,6 +130,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         missed_after=timedelta(hours=settings.missed_after_hours),
         batch_size=settings.worker_batch_size,
         platform_limits=settings.platform_concurrency,
+        gc_pause=timedelta(seconds=10),
     )
 
 
@@ -239,6 +244,8 @@ class Worker:
         # Calls per task in the last rows claimed (a due post weighs its pending targets).
         # It starts high: guessing too high costs one more query, too low locks too much.
         self._weight = float(_FIRST_WEIGHT)
+        pause = self.config.gc_pause
+        self._gc = GcPause(pause.total_seconds() if pause is not None else None)
         # Beating also renews this worker's leases, so it must come well within a lease.
         self._beat_every = min(self.config.heartbeat_every, self.config.lease / 3)
 
@@ -274,19 +281,23 @@ class Worker:
                 self._start(dispatched)
                 if dispatched.claimed:
                     self._caught_up.clear()
+                    self._gc.busy(asyncio.get_running_loop().time())
                     ramp = min(ramp * 4, self.config.batch_size)
                     continue  # more may be due; stop only when a claim comes back empty
                 ramp = min(_FIRST_CLAIM, self.config.batch_size)
                 self._caught_up.set()
+                self._gc.idle()
                 await self._sleep(stop)
             except Exception:
                 # The database may be restarting: keep the process, try again shortly.
                 self._caught_up.set()
+                self._gc.idle()
                 log.exception("worker loop failed; retrying")
                 await _wait_any(stop, None, seconds=self.config.poll_interval.total_seconds())
         # Calls in flight are let finish (each is bounded by `call_timeout`): cancelling
         # one half-way would only leave its target for another worker to reconcile.
         self._caught_up.set()
+        self._gc.idle()
         if self._running:
             await asyncio.wait(self._running)
         await self._outcomes.join()
