@@ -1,4 +1,5 @@
-"""Group commit (`Database.grouped`) and bulk writes (`write_changes`), on both databases."""
+"""Group commit (`Database.grouped`) and bulk writes (`write_changes`, post rows), on both
+databases."""
 
 import asyncio
 from collections.abc import Awaitable
@@ -10,9 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.world import World
 from tidings.db.bulk import write_changes
 from tidings.publishing.models import Task, TaskKind, TaskStatus
+from tidings.publishing.states import TargetStatus
 from tidings.sandbox import service as network
 from tidings.sandbox.models import SandboxCall, SandboxPost
-from tidings.scheduled_posts.models import ScheduledPost
+from tidings.scheduled_posts.lifecycle import PostStatus
+from tidings.scheduled_posts.models import ScheduledPost, Target
+from tidings.scheduled_posts.rows import load_rows, write_rows
 from tidings.timefmt import utcnow
 
 
@@ -106,3 +110,40 @@ async def test_write_changes_inserts_and_updates_in_bulk(world: World) -> None:
     assert (stored.notes, stored.revision) == ("changed in bulk", revision)
     assert task is not None
     assert (task.attempts, task.payload, task.status) == (0, {}, TaskStatus.PENDING)
+
+
+async def test_post_rows_load_with_targets_and_write_back_only_what_changed(world: World) -> None:
+    second = await world.add_channel("Second", latency_ms=5)
+    body = world.post_body(
+        channels={second: {"caption": "two"}, world.channel_id: {"caption": "one"}}
+    )
+    r = await world.api().post("/scheduled-posts", json=body)
+    assert r.status_code == 201, r.text
+    post_id = r.json()["id"]
+    async with world.db.transaction() as session:
+        rows = await load_rows(session, [post_id, "post_missing"], lock=not world.db.is_sqlite)
+        assert list(rows) == [post_id]
+        post = rows[post_id]
+        assert [t.caption for t in post.targets] == ["two", "one"]  # in position order
+        assert post.targets[0].channel.options == {"latency_ms": 5}
+        changed = post.targets[1]
+        changed.status, changed.attempt_count, changed.changed = TargetStatus.PUBLISHING, 1, True
+        post.targets[0].status = TargetStatus.FAILED  # not marked changed: not written
+        post.status = PostStatus.PUBLISHING
+        post.touch(utcnow())
+        await write_rows(session, rows.values())
+    async with world.db.transaction(write=False) as session:
+        stored = await session.get(ScheduledPost, post_id)
+        assert stored is not None
+        assert (stored.status, stored.revision) == (PostStatus.PUBLISHING, post.revision)
+        targets = (
+            await session.execute(
+                select(
+                    Target.channel_id, Target.caption, Target.status, Target.attempt_count
+                ).where(Target.post_id == post_id)
+            )
+        ).all()
+    assert set(targets) == {
+        (second, "two", None, 0),
+        (world.channel_id, "one", TargetStatus.PUBLISHING, 1),
+    }

@@ -14,6 +14,7 @@ from tidings.ids import new_id
 from tidings.platforms import PLATFORMS
 from tidings.platforms.base import ChannelFacts
 from tidings.scheduled_posts.lifecycle import Actor
+from tidings.scheduled_posts.rows import ChannelRow
 from tidings.workspaces.service import get_workspace
 
 _MANAGERS = frozenset({Actor.OWNER, Actor.ADMIN, Actor.API_KEY})
@@ -104,7 +105,7 @@ async def channels_by_id(
     return {c.id: c for c in result.scalars()}
 
 
-def facts(channel: Channel) -> ChannelFacts:
+def facts(channel: Channel | ChannelRow) -> ChannelFacts:
     return ChannelFacts(
         id=channel.id,
         platform=channel.platform,

@@ -12,6 +12,7 @@ from tidings.publishing.models import Task, TaskKind, TaskStatus
 from tidings.publishing.states import TargetStatus, post_status
 from tidings.scheduled_posts.lifecycle import PostStatus
 from tidings.scheduled_posts.models import ScheduledPost, Target
+from tidings.scheduled_posts.rows import PostRow
 
 
 async def enqueue_publish(
@@ -89,7 +90,7 @@ def mark_published(
         )
 
 
-def derived_post_status(post: ScheduledPost) -> PostStatus:
+def derived_post_status(post: ScheduledPost | PostRow) -> PostStatus:
     """The post's status as its targets make it (see `states.post_status`)."""
     started = any(t.attempt_count > 0 for t in post.targets)
     return post_status((t.status or TargetStatus.PENDING for t in post.targets), started=started)

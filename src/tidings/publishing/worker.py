@@ -89,6 +89,7 @@ from tidings.publishing.states import (
 )
 from tidings.scheduled_posts.lifecycle import PostStatus
 from tidings.scheduled_posts.models import ScheduledPost, Target
+from tidings.scheduled_posts.rows import ChannelRow, PostRow, TargetRow, load_rows, write_rows
 from tidings.scheduled_posts.service import content_of
 from tidings.timefmt import utcnow
 
@@ -174,22 +175,22 @@ class _Rows:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     contents: dict[str, tuple[PostContent, dict[str, TargetContent]]] = field(default_factory=dict)
     channels: dict[str, ChannelFacts] = field(default_factory=dict)
-    targets: dict[str, dict[str, Target]] = field(default_factory=dict)
+    targets: dict[str, dict[str, TargetRow]] = field(default_factory=dict)
     learned: set[str] = field(default_factory=set)
 
-    def target(self, post: ScheduledPost, channel_id: str | None) -> Target | None:
+    def target(self, post: PostRow, channel_id: str | None) -> TargetRow | None:
         if post.id not in self.targets:
             self.targets[post.id] = {t.channel_id: t for t in post.targets}
         return self.targets[post.id].get(channel_id or "")
 
-    def content(self, post: ScheduledPost, channel_id: str) -> tuple[PostContent, TargetContent]:
+    def content(self, post: PostRow, channel_id: str) -> tuple[PostContent, TargetContent]:
         if post.id not in self.contents:
             content, targets = content_of(post)
             self.contents[post.id] = (content, {t.channel_id: t for t in targets})
         content, by_channel = self.contents[post.id]
         return content, by_channel[channel_id]
 
-    def channel(self, channel: Channel) -> ChannelFacts:
+    def channel(self, channel: ChannelRow) -> ChannelFacts:
         if channel.id not in self.channels:
             self.channels[channel.id] = facts(channel)
         return self.channels[channel.id]
@@ -626,7 +627,11 @@ class Worker:
             claimed = await self._claim(session, limit, now)
             if not claimed:
                 return Dispatched([], [], 0)
-            posts = await self._load_posts(session, (c.post_id for c in claimed))
+            posts = await load_rows(
+                session,
+                (c.post_id for c in claimed if c.post_id is not None),
+                lock=not self.db.is_sqlite,
+            )
             rows = _Rows()
             room = limit - sum(1 for c in claimed if c.kind is not TaskKind.PUBLISH_POST)
             targets: list[Claimed] = []
@@ -663,7 +668,7 @@ class Worker:
             for post_id in touched:
                 if post_id in posts:
                     self._settle(posts[post_id], now)
-            await write_changes(session)
+            await write_rows(session, posts.values())
             connection = await session.connection()
             if rows.tasks:
                 await connection.execute(insert(_TASKS), rows.tasks)
@@ -691,7 +696,7 @@ class Worker:
                 .execution_options(synchronize_session=False)
             )
 
-    def _settle(self, post: ScheduledPost, now: datetime) -> None:
+    def _settle(self, post: ScheduledPost | PostRow, now: datetime) -> None:
         """Derive the post's status from its targets, marking a change."""
         status = derived_post_status(post)
         if status is not post.status:
@@ -702,7 +707,7 @@ class Worker:
         self,
         rows: _Rows,
         task: Claimed,
-        post: ScheduledPost | None,
+        post: PostRow | None,
         now: datetime,
         room: int,
     ) -> list[Claimed] | None:
@@ -720,6 +725,7 @@ class Worker:
         for target in post.targets:
             if target.status is not TargetStatus.PENDING:
                 continue
+            target.changed = True
             if missed:
                 target.status = TargetStatus.FAILED
                 target.error_code = "MISSED"
@@ -763,7 +769,7 @@ class Worker:
         return claimed
 
     def _prepare(
-        self, rows: _Rows, task: Claimed, post: ScheduledPost | None, now: datetime
+        self, rows: _Rows, task: Claimed, post: PostRow | None, now: datetime
     ) -> Prepared | None:
         """Mark the target PUBLISHING and open its attempt; None if it is no longer wanted."""
         target = None
@@ -778,6 +784,7 @@ class Worker:
         ):
             return None
         reconcile = target.status is TargetStatus.PUBLISHING
+        target.changed = True
         if not reconcile:
             target.status = TargetStatus.PUBLISHING
             target.attempt_count += 1
@@ -1093,7 +1100,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _ensure_key(target: Target) -> str:
+def _ensure_key(target: Target | TargetRow) -> str:
     """The target's idempotency key (stable across attempts), given to it if it has none."""
     key = target.idempotency_key or f"{target.post_id}:{target.channel_id}"
     target.idempotency_key = key

@@ -29,6 +29,7 @@ from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts import lifecycle
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
+from tidings.scheduled_posts.rows import PostRow
 from tidings.scheduled_posts.schemas import (
     ChannelEntry,
     ResolveRequest,
@@ -87,7 +88,7 @@ def _check_revision(post: ScheduledPost, expected: int | None) -> None:
         )
 
 
-def content_of(post: ScheduledPost) -> tuple[PostContent, list[TargetContent]]:
+def content_of(post: ScheduledPost | PostRow) -> tuple[PostContent, list[TargetContent]]:
     """The plain values publish validation and connectors work on."""
     content = PostContent(
         type=post.type,
