@@ -38,6 +38,7 @@ bench: $(STAMP) postgres
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/dispatch.py --backend sqlite --posts 100 --channels 10 --concurrency 1000
 	$(BIN)/python bench/dispatch.py --backend sqlite --posts 1000 --channels 10 --concurrency 1000
+	$(BIN)/python bench/dispatch.py --backend postgresql --workers 3 --posts 100 --channels 10 --concurrency 1000
 	$(BIN)/python bench/dispatch.py --backend postgresql --workers 3 --posts 1000 --channels 10 --concurrency 1000
 
 clean:

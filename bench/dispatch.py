@@ -15,6 +15,7 @@ preparing. Peak memory is the largest VmHWM of the engine processes.
 
     .venv/bin/python bench/dispatch.py --backend sqlite --posts 100 --channels 10
     .venv/bin/python bench/dispatch.py --backend sqlite --posts 1000 --channels 10
+    .venv/bin/python bench/dispatch.py --backend postgresql --workers 3 --posts 100 --channels 10
     .venv/bin/python bench/dispatch.py --backend postgresql --workers 3 --posts 1000 --channels 10
 """
 
