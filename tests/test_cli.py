@@ -26,7 +26,9 @@ from tidings.app import create_app
 from tidings.auth.models import ApiKey
 from tidings.channels.models import Channel
 from tidings.config import Settings
+from tidings.crypto import SecretBox
 from tidings.db.engine import Database
+from tidings.platforms.store import Credentials
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Membership, Workspace
 
@@ -344,6 +346,35 @@ def test_channels_add_refusals(env: dict[str, str], database_url: str, tmp_path:
     assert "sandbox" in stderr
     assert "ws_NOPE" in failed(unknown_ws)
     assert in_db(database_url, select(Channel.id)) == []
+
+
+def test_channels_add_with_a_token_obtained_elsewhere(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    ws = make_workspace(database_url)
+    add = ["channels", "add", "--workspace", ws, "--platform", "instagram", "--name", "Brand"]
+    added, no_token, half = tidings_each(
+        env,
+        [
+            [*add, "--account-id", "1784", "--access-token", "IGQ-secret", "--json"],
+            [*add, "--json"],
+            [*add, "--access-token", "IGQ-secret"],
+        ],
+        cwd=tmp_path,
+    )
+    result = ok_json(added)
+    assert (result["platform"], result["status"]) == ("instagram", "ACTIVE")
+    assert "access token" in json.loads(failed(no_token))["message"]
+    assert "--account-id and --access-token go together" in failed(half)
+    [sealed] = in_db(database_url, select(Channel.credentials))
+    assert b"IGQ-secret" not in sealed[0]  # encrypted at rest
+    opened = Credentials.open(SecretBox(SECRET_KEY), sealed[0])
+    assert opened is not None
+    assert (opened.account_id, opened.access_token, opened.refresh_token) == (
+        "1784",
+        "IGQ-secret",
+        None,
+    )
 
 
 # --- configuration --------------------------------------------------------------------------

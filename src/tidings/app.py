@@ -25,7 +25,7 @@ from tidings.db.engine import Database
 from tidings.db.session import StateDep
 from tidings.errors import RequestShapeError, TidingsError
 from tidings.publishing.health import engine_report
-from tidings.publishing.worker import Worker, engine_config
+from tidings.publishing.worker import Worker, engine_config, platform_context
 from tidings.sandbox.endpoints import router as sandbox_router
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
 from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
@@ -121,12 +121,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.tidings = state
         stop = asyncio.Event()
         running: asyncio.Task[None] | None = None
+        context = platform_context(settings, db)
         if settings.embedded_worker:
             worker = Worker(
                 db,
                 config=engine_config(settings),
                 concurrency=settings.worker_concurrency,
                 metrics=state.metrics,
+                context=context,
             )
             state.wakers.append(worker.wake)
             running = asyncio.create_task(worker.run(stop))
@@ -136,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stop.set()
             if running is not None:
                 await running
+            await context.aclose()
             await db.dispose()
 
     app = FastAPI(

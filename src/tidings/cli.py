@@ -15,6 +15,7 @@ from tidings.crypto import SecretBox
 from tidings.db import migrate as migrations
 from tidings.db.engine import Database
 from tidings.errors import TidingsError
+from tidings.platforms.store import Credentials
 from tidings.timefmt import format_instant, utcnow
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Role
@@ -108,7 +109,7 @@ def worker(
     """Run a publishing worker on its own (as many as you like, sharing one PostgreSQL)."""
     import signal
 
-    from tidings.publishing.worker import Worker, engine_config
+    from tidings.publishing.worker import Worker, engine_config, platform_context
 
     settings = _settings()
     migrations.upgrade(settings.resolved_database_url)
@@ -123,15 +124,18 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        context = platform_context(settings, db)
         runner = Worker(
             db,
             config=engine_config(settings),
             concurrency=concurrency or settings.worker_concurrency,
+            context=context,
         )
         typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
         try:
             await runner.run(stop)
         finally:
+            await context.aclose()
             await db.dispose()
         typer.echo(f"worker {runner.name} stopped", err=True)
 
@@ -271,12 +275,33 @@ def channels_add(
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Platform option key=value (repeatable).")
     ] = None,
+    account_id: Annotated[
+        str | None, typer.Option(help="The platform's id of the account (real platforms).")
+    ] = None,
+    access_token: Annotated[
+        str | None, typer.Option(help="A token obtained elsewhere (stored encrypted).")
+    ] = None,
+    refresh_token: Annotated[str | None, typer.Option(help="Its refresh token, if any.")] = None,
+    login: Annotated[
+        str | None,
+        typer.Option(help="Instagram: 'facebook' for a token from Facebook Login."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add a channel to a workspace."""
+    """Add a channel to a workspace (for a real platform, with a token obtained elsewhere)."""
     options = _parse_options(option or [], as_json)
+    creds = None
+    if account_id is not None or access_token is not None:
+        if not account_id or not access_token:
+            _fail("--account-id and --access-token go together", as_json=as_json)
+        creds = Credentials(
+            account_id=account_id,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            extra={"login": login} if login else {},
+        )
 
-    async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         channel = await channel_service.add_channel(
             session,
             workspace_id=workspace,
@@ -284,6 +309,8 @@ def channels_add(
             name=name,
             options=options,
             now=utcnow(),
+            credentials=creds,
+            box=SecretBox(settings.resolved_secret_key),
         )
         return {
             "id": channel.id,

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=120, gt=0)
     worker_call_timeout_seconds: float = Field(default=60, gt=0)
     # /health answers 503 past these.
+    # Where each platform's API is: any server that speaks the documented protocol can
+    # stand in (a local emulator, a rehearsal proxy).
+    instagram_api_url: str = "https://graph.instagram.com"
+    facebook_api_url: str = "https://graph.facebook.com"
+    threads_api_url: str = "https://graph.threads.net"
+    tiktok_api_url: str = "https://open.tiktokapis.com"
+    graph_api_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
+    platform_http_timeout_seconds: float = Field(default=30, gt=0)
     health_max_lag_seconds: float = Field(default=60, gt=0)
     health_max_heartbeat_age_seconds: float = Field(default=30, gt=0)
 

@@ -153,7 +153,7 @@ async def test_accept_then_timeout_keeps_the_post_and_loses_the_answer(
         await SANDBOX.publish(ctx, request(channel))
     assert failure.value.outcome_unknown
     [stored] = await feed(world, channel.id)
-    found = await SANDBOX.lookup(ctx, channel, "post_1:ch")
+    found = await SANDBOX.lookup(ctx, request(channel))
     assert found is not None
     assert found.external_post_id == stored["id"]
     # The trap: a blind retry publishes the same post a second time.
@@ -163,13 +163,13 @@ async def test_accept_then_timeout_keeps_the_post_and_loses_the_answer(
 
 async def test_lookup_of_an_unknown_key_is_none(world: World, ctx: PlatformContext) -> None:
     channel = await channel_with(world)
-    assert await SANDBOX.lookup(ctx, channel, "never-sent") is None
+    assert await SANDBOX.lookup(ctx, request(channel, key="never-sent")) is None
 
 
 async def test_no_lookup_means_the_network_cannot_tell(world: World, ctx: PlatformContext) -> None:
     channel = await channel_with(world, no_lookup=1)
     with pytest.raises(LookupUnavailable):
-        await SANDBOX.lookup(ctx, channel, "post_1:ch")
+        await SANDBOX.lookup(ctx, request(channel))
 
 
 async def test_first_comment_is_attached_to_the_post(world: World, ctx: PlatformContext) -> None:

@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tidings.db.base import Base, TimestampMixin, str_enum
@@ -28,3 +28,6 @@ class Channel(TimestampMixin, Base):
         str_enum(ChannelStatus), default=ChannelStatus.ACTIVE
     )
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The account's tokens, sealed with the secret key (see `platforms.store`); None for
+    # platforms that need none (the sandbox).
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)

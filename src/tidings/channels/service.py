@@ -9,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.principal import Principal
 from tidings.channels.models import Channel, ChannelStatus
+from tidings.crypto import SecretBox
 from tidings.errors import BadRequest, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.platforms import PLATFORMS
 from tidings.platforms.base import ChannelFacts
+from tidings.platforms.store import Credentials
 from tidings.scheduled_posts.lifecycle import Actor
 from tidings.scheduled_posts.rows import ChannelRow
 from tidings.workspaces.service import get_workspace
@@ -33,7 +35,11 @@ async def add_channel(
     name: str,
     options: dict[str, Any],
     now: datetime,
+    credentials: Credentials | None = None,
+    box: SecretBox | None = None,
 ) -> Channel:
+    """A new channel; `credentials` (sealed with `box`) are required by every platform
+    but the sandbox."""
     await get_workspace(session, workspace_id)
     if platform not in PLATFORMS:
         raise BadRequest(
@@ -41,6 +47,18 @@ async def add_channel(
         )
     if not name.strip():
         raise BadRequest("channel name must not be empty")
+    sealed = None
+    if credentials is not None:
+        if not credentials.account_id.strip() or not credentials.access_token.strip():
+            raise BadRequest("an account id and an access token are required")
+        if box is None:
+            raise BadRequest("storing an access token needs the secret key")
+        sealed = credentials.seal(box)
+    elif platform != "sandbox":
+        raise BadRequest(
+            f"a {platform} channel needs the account's access token: connect the account, "
+            "or give --account-id and --access-token"
+        )
     channel = Channel(
         id=new_id("ch"),
         workspace_id=workspace_id,
@@ -48,6 +66,7 @@ async def add_channel(
         name=name.strip(),
         status=ChannelStatus.ACTIVE,
         options=dict(options),
+        credentials=sealed,
         created_at=now,
         updated_at=now,
     )

@@ -6,6 +6,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+import httpx
+
+from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.publishing.states import ErrorKind
 
@@ -156,10 +159,46 @@ class LookupUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class PlatformContext:
-    """What a connector may use: the database (the sandbox keeps its network there)."""
+class Endpoints:
+    """Where each platform's API is. Every base URL is configurable, so that any server that
+    speaks the documented protocol (a local emulator, a rehearsal proxy) can stand in."""
 
-    db: Database
+    instagram: str = "https://graph.instagram.com"
+    facebook: str = "https://graph.facebook.com"
+    threads: str = "https://graph.threads.net"
+    tiktok: str = "https://open.tiktokapis.com"
+    graph_version: str = "v25.0"
+    #: Seconds one HTTP request to a platform may take.
+    http_timeout: float = 30.0
+    #: Seconds between polls of a platform's processing (a container, an upload), doubling
+    #: up to 30 s, and how long to wait for it in all before trying again later.
+    poll_every: float = 2.0
+    poll_for: float = 300.0
+
+
+class PlatformContext:
+    """What a connector may use: the database (the sandbox keeps its network there, and
+    connectors their tokens and handles), where the platforms are, the key that opens
+    stored tokens, and one HTTP client shared by the calls of a process."""
+
+    def __init__(
+        self, db: Database, *, endpoints: Endpoints | None = None, box: SecretBox | None = None
+    ) -> None:
+        self.db = db
+        self.endpoints = endpoints or Endpoints()
+        self.box = box
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.endpoints.http_timeout)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 class Platform(Protocol):
@@ -177,11 +216,10 @@ class Platform(Protocol):
         """Publish one target; raises `PublishFailure`, classified."""
         ...
 
-    async def lookup(
-        self, ctx: PlatformContext, channel: ChannelFacts, idempotency_key: str
-    ) -> Published | None:
-        """Find what an earlier attempt with this key published; `LookupUnavailable` if the
-        platform cannot tell."""
+    async def lookup(self, ctx: PlatformContext, request: PublishRequest) -> Published | None:
+        """Find what an earlier attempt of `request` (same idempotency key, same persisted
+        handle) published, or None if it did not; `LookupUnavailable` if the platform
+        cannot tell."""
         ...
 
     async def post_comment(

@@ -228,9 +228,8 @@ class SandboxPlatform:
             request_id=request_id,
         )
 
-    async def lookup(
-        self, ctx: PlatformContext, channel: ChannelFacts, idempotency_key: str
-    ) -> Published | None:
+    async def lookup(self, ctx: PlatformContext, request: PublishRequest) -> Published | None:
+        channel, idempotency_key = request.channel, request.idempotency_key
         faults = Faults.of(channel)
         if faults.no_lookup:
             raise LookupUnavailable("this sandbox channel cannot be searched (no_lookup)")

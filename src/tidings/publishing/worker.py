@@ -53,12 +53,14 @@ from sqlalchemy.orm import selectinload
 from tidings.channels.models import Channel, ChannelStatus
 from tidings.channels.service import facts
 from tidings.config import Settings
+from tidings.crypto import SecretBox
 from tidings.db.bulk import write_changes
 from tidings.db.engine import NOTIFY_WORKERS, TASKS_CHANNEL, Database
 from tidings.ids import new_id
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
     ChannelFacts,
+    Endpoints,
     LookupUnavailable,
     Platform,
     PlatformContext,
@@ -132,6 +134,22 @@ def engine_config(settings: Settings) -> EngineConfig:
         batch_size=settings.worker_batch_size,
         platform_limits=settings.platform_concurrency,
         gc_pause=timedelta(seconds=10),
+    )
+
+
+def platform_context(settings: Settings, db: Database) -> PlatformContext:
+    """What the connectors of a `tidings` process work with, from its settings."""
+    return PlatformContext(
+        db,
+        endpoints=Endpoints(
+            instagram=settings.instagram_api_url,
+            facebook=settings.facebook_api_url,
+            threads=settings.threads_api_url,
+            tiktok=settings.tiktok_api_url,
+            graph_version=settings.graph_api_version,
+            http_timeout=settings.platform_http_timeout_seconds,
+        ),
+        box=SecretBox(settings.resolved_secret_key),
     )
 
 
@@ -231,9 +249,12 @@ class Worker:
         concurrency: int = 8,
         name: str | None = None,
         metrics: EngineMetrics | None = None,
+        context: PlatformContext | None = None,
     ) -> None:
         self.db = db
         self.metrics = metrics
+        # What connectors work with (closed by whoever made it).
+        self.context = context or PlatformContext(db)
         self.config = config or EngineConfig()
         self.concurrency = concurrency
         self.name = name or default_worker_name()
@@ -827,7 +848,7 @@ class Worker:
         """The platform call (or, reconciling, the lookup), bounded by the call timeout."""
         platform = get_platform(prepared.request.channel.platform)
         assert platform is not None
-        ctx = PlatformContext(db=self.db)
+        ctx = self.context
         timeout = self.config.call_timeout.total_seconds()
         if prepared.reconcile:
             return await _lookup(platform, ctx, prepared, timeout, None)
@@ -1028,9 +1049,7 @@ class Worker:
         comment_id: str | None = None
         failure: PublishFailure | None = None
         try:
-            comment_id = await platform.post_comment(
-                PlatformContext(db=self.db), channel, external_id, text
-            )
+            comment_id = await platform.post_comment(self.context, channel, external_id, text)
         except PublishFailure as exc:
             failure = exc
         except Exception as exc:
@@ -1085,9 +1104,7 @@ async def _lookup(
     """
     try:
         async with asyncio.timeout(seconds):
-            found = await platform.lookup(
-                ctx, prepared.request.channel, prepared.request.idempotency_key
-            )
+            found = await platform.lookup(ctx, prepared.request)
     except LookupUnavailable as exc:
         return Outcome(prepared, failure, unknown_reason=str(exc))
     except Exception as exc:

@@ -82,6 +82,9 @@ class Target(Base):
     first_comment_status: Mapped[str | None] = mapped_column(String(16), default=None)
     first_comment_id: Mapped[str | None] = mapped_column(String(200), default=None)
     first_comment_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # What a connector persisted before its irreversible call (a container id, a TikTok
+    # publish_id), to resume or reconcile from instead of publishing again.
+    platform_state: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     post: Mapped[ScheduledPost] = relationship(back_populates="targets", lazy="raise")
     channel: Mapped[Channel] = relationship(lazy="raise")

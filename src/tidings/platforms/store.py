@@ -1,0 +1,97 @@
+"""What connectors keep in the database: a channel's tokens (sealed), and a target's
+platform state (the handle persisted before the irreversible call).
+
+Both are written in transactions of their own, committed before the connector goes on: a
+handle must be on disk before the call it protects, whatever happens to the worker next.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from tidings.channels.models import Channel
+from tidings.crypto import SecretBox
+from tidings.platforms.base import PlatformContext, PublishFailure
+from tidings.publishing.states import ErrorKind
+from tidings.scheduled_posts.models import Target
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An account's tokens. `account_id` is the platform's id of what is published to (an
+    Instagram professional account, a Page, a TikTok creator)."""
+
+    account_id: str
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def seal(self, box: SecretBox) -> bytes:
+        values = asdict(self)
+        for name in ("expires_at", "refresh_expires_at"):
+            when = values[name]
+            values[name] = when.isoformat() if when is not None else None
+        return box.seal(json.dumps(values))
+
+    @classmethod
+    def open(cls, box: SecretBox, sealed: bytes) -> "Credentials | None":
+        """The credentials, or None if they were sealed under another key."""
+        plain = box.open(sealed)
+        if plain is None:
+            return None
+        values = json.loads(plain)
+        for name in ("expires_at", "refresh_expires_at"):
+            if values.get(name):
+                values[name] = datetime.fromisoformat(values[name])
+        return cls(**values)
+
+
+async def credentials(ctx: PlatformContext, channel_id: str) -> Credentials:
+    """The channel's tokens; an AUTH failure (reconnect the channel) if it has none that
+    this process can open."""
+    async with ctx.db.transaction(write=False) as session:
+        sealed = await session.scalar(select(Channel.credentials).where(Channel.id == channel_id))
+    opened = Credentials.open(ctx.box, sealed) if sealed is not None and ctx.box else None
+    if opened is None:
+        raise PublishFailure(
+            ErrorKind.AUTH,
+            "CREDENTIALS_MISSING",
+            "the channel has no usable access token (connect it again)",
+        )
+    return opened
+
+
+async def save_credentials(ctx: PlatformContext, channel_id: str, creds: Credentials) -> None:
+    assert ctx.box is not None, "storing tokens needs the secret key"
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            update(Channel).where(Channel.id == channel_id).values(credentials=creds.seal(ctx.box))
+        )
+
+
+async def load_state(ctx: PlatformContext, post_id: str, channel_id: str) -> dict[str, Any]:
+    """What a connector persisted for this target (empty if nothing)."""
+    async with ctx.db.transaction(write=False) as session:
+        state = await session.scalar(
+            select(Target.platform_state).where(
+                Target.post_id == post_id, Target.channel_id == channel_id
+            )
+        )
+    return dict(state or {})
+
+
+async def save_state(
+    ctx: PlatformContext, post_id: str, channel_id: str, state: dict[str, Any] | None
+) -> None:
+    """Persist (commit) the target's platform state before going on; None clears it."""
+    async with ctx.db.transaction() as session:
+        await session.execute(
+            update(Target)
+            .where(Target.post_id == post_id, Target.channel_id == channel_id)
+            .values(platform_state=state)
+        )
