@@ -1,0 +1,320 @@
+"""Meta's container publishing, shared by Instagram and Threads.
+
+Publishing is three steps: create a media container (for a carousel, one per item and then
+the parent), wait for it to be `FINISHED`, then publish it, the one irreversible call. The
+container id is persisted on the target before that call, so an attempt whose answer is
+lost is reconciled from the container's status (`PUBLISHED`: it went out; `FINISHED`:
+publish the same container again) instead of posting twice. The account's publishing quota
+is read before creating and before publishing; a target over it is deferred, not failed.
+"""
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tidings.platforms import graph
+from tidings.platforms.base import (
+    LookupUnavailable,
+    PlatformContext,
+    Published,
+    PublishFailure,
+    PublishRequest,
+)
+from tidings.platforms.store import Credentials, credentials, load_state, save_state
+from tidings.publishing.states import ErrorKind
+from tidings.timefmt import utcnow
+
+#: A quota-bound target is tried again this much later (the window is a rolling 24 h, and
+#: the platform does not say when its oldest post leaves it).
+QUOTA_RETRY = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the platforms that publish through containers."""
+
+    prefix: str  # of every errorCode: IG, THREADS
+    name: str  # for people
+    create: str  # POST /{account}/<create>
+    publish: str  # POST /{account}/<publish>?creation_id=
+    quota: str  # GET /{account}/<quota>?fields=config,quota_usage
+    status_field: str  # of a container: status_code (Instagram), status (Threads)
+    error_field: str  # why a container is in ERROR
+    text_field: str  # caption (Instagram), text (Threads)
+
+
+class GraphClient:
+    """One account's calls to a container platform, each classified on failure."""
+
+    def __init__(self, ctx: PlatformContext, dialect: Dialect, creds: Credentials, base: str):
+        self.ctx, self.dialect, self.creds = ctx, dialect, creds
+        self.base = f"{base.rstrip('/')}/{ctx.endpoints.graph_version}"
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        publishing: bool = False,
+    ) -> dict[str, Any]:
+        """One request; raises a classified `PublishFailure`. `publishing` marks the
+        irreversible call, whose lost answer leaves the outcome unknown."""
+        prefix = self.dialect.prefix
+        headers = {"Authorization": f"Bearer {self.creds.access_token}"}
+        try:
+            response = await self.ctx.http.request(
+                method, f"{self.base}/{path}", params=params, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise PublishFailure(
+                ErrorKind.TRANSIENT,
+                f"{prefix}_NETWORK_ERROR",
+                f"{type(exc).__name__} calling {path}: {exc}".rstrip(": "),
+                outcome_unknown=publishing,
+            ) from exc
+        request_id = response.headers.get("x-fb-trace-id")
+        if response.is_error:
+            raise graph.classify(
+                prefix,
+                graph.parse_error(response),
+                utcnow(),
+                headers=response.headers,
+                request_id=request_id,
+                sent_publish=publishing,
+            )
+        try:
+            body = response.json()
+        except json.JSONDecodeError as exc:
+            raise PublishFailure(
+                ErrorKind.TRANSIENT,
+                f"{prefix}_BAD_RESPONSE",
+                f"{path} answered with something other than JSON",
+                request_id=request_id,
+                outcome_unknown=publishing,
+            ) from exc
+        if not publishing:
+            _back_off_if_used_up(prefix, response.headers)
+        if not isinstance(body, dict):
+            raise PublishFailure(ErrorKind.TRANSIENT, f"{prefix}_BAD_RESPONSE", f"{path}: {body!r}")
+        body.setdefault("_request_id", request_id)
+        return body
+
+    async def create(self, params: dict[str, Any]) -> str:
+        body = await self.call("POST", f"{self.creds.account_id}/{self.dialect.create}", params)
+        return str(body["id"])
+
+    async def container_status(self, container: str) -> str:
+        fields = f"{self.dialect.status_field},{self.dialect.error_field}"
+        body = await self.call("GET", container, {"fields": fields})
+        return str(body.get(self.dialect.status_field) or "")
+
+    async def wait_until_finished(self, container: str) -> None:
+        """Poll the container, the interval doubling up to 30 s, until it is `FINISHED`."""
+        endpoints, dialect = self.ctx.endpoints, self.dialect
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + endpoints.poll_for, endpoints.poll_every
+        fields = f"{dialect.status_field},{dialect.error_field}"
+        while True:
+            body = await self.call("GET", container, {"fields": fields})
+            status = body.get(dialect.status_field)
+            if status in ("FINISHED", "PUBLISHED"):
+                return
+            if status == "ERROR":
+                raise PublishFailure(
+                    ErrorKind.PERMANENT,
+                    f"{dialect.prefix}_CONTAINER_ERROR",
+                    f"{dialect.name} could not process the media: "
+                    f"{body.get(dialect.error_field) or 'error'}",
+                )
+            if status == "EXPIRED":
+                raise PublishFailure(
+                    ErrorKind.TRANSIENT,
+                    f"{dialect.prefix}_CONTAINER_EXPIRED",
+                    "the container expired before it was published",
+                )
+            if loop.time() + delay > deadline:
+                raise PublishFailure(
+                    ErrorKind.TRANSIENT,
+                    f"{dialect.prefix}_STILL_PROCESSING",
+                    f"the media was still processing after {endpoints.poll_for:.0f} s",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def check_quota(self, usage_key: str = "quota_usage", config_key: str = "config") -> None:
+        """Defer (RATE_LIMITED) rather than publish over the rolling 24-hour quota."""
+        body = await self.call(
+            "GET",
+            f"{self.creds.account_id}/{self.dialect.quota}",
+            {"fields": f"{config_key},{usage_key}"},
+        )
+        data = body.get("data") or [{}]
+        usage = data[0].get(usage_key)
+        total = (data[0].get(config_key) or {}).get("quota_total")
+        if isinstance(usage, int) and isinstance(total, int) and usage >= total:
+            raise PublishFailure(
+                ErrorKind.RATE_LIMITED,
+                f"{self.dialect.prefix}_QUOTA_EXCEEDED",
+                f"the account has published {usage} of its {total} posts in 24 hours",
+                retry_at=utcnow() + QUOTA_RETRY,
+            )
+
+    async def publish(self, container: str) -> tuple[str, str | None]:
+        body = await self.call(
+            "POST",
+            f"{self.creds.account_id}/{self.dialect.publish}",
+            {"creation_id": container},
+            publishing=True,
+        )
+        return str(body["id"]), body.get("_request_id")
+
+    async def published(self, media_id: str, request_id: str | None) -> Published:
+        try:
+            body = await self.call("GET", media_id, {"fields": "permalink,timestamp"})
+        except PublishFailure:
+            body = {}  # it is live; its link can be read later
+        return Published(
+            external_post_id=media_id,
+            external_url=body.get("permalink"),
+            published_at=parse_time(body.get("timestamp")) or utcnow(),
+            request_id=request_id,
+        )
+
+    async def recent_media(self) -> list[dict[str, Any]]:
+        body = await self.call(
+            "GET",
+            f"{self.creds.account_id}/{self.dialect.create}",
+            {"fields": f"id,{self.dialect.text_field},timestamp,permalink", "limit": "25"},
+        )
+        data = body.get("data")
+        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+
+
+class ContainerPlatform:
+    """Publishing, reconciling and the persisted container, for one `Dialect`; a subclass
+    says how a target becomes containers (`create`) and which host serves an account."""
+
+    dialect: Dialect
+
+    def base_url(self, ctx: PlatformContext, creds: Credentials) -> str:
+        raise NotImplementedError
+
+    async def create(self, api: GraphClient, request: PublishRequest) -> str:
+        """Create the target's container (and its children); returns the container's id."""
+        raise NotImplementedError
+
+    async def client(self, ctx: PlatformContext, channel_id: str) -> GraphClient:
+        creds = await credentials(ctx, channel_id)
+        return GraphClient(ctx, self.dialect, creds, self.base_url(ctx, creds))
+
+    async def publish(self, ctx: PlatformContext, request: PublishRequest) -> Published:
+        api = await self.client(ctx, request.channel.id)
+        post_id, channel_id = request.post_id, request.channel.id
+        state = await load_state(ctx, post_id, channel_id)
+        container = state.get("container_id")
+        if container:
+            status = await api.container_status(container)
+            if status == "PUBLISHED":
+                found = await self._find_published(api, request, state)
+                if found is not None:
+                    return found
+            if status not in ("FINISHED", "IN_PROGRESS", "PUBLISHED"):
+                container = None  # EXPIRED or ERROR: a new one
+        if not container:
+            await api.check_quota()
+            container = await self.create(api, request)
+            # Before anything irreversible: the container is how this attempt is found again.
+            state = {"container_id": container, "created_at": utcnow().isoformat()}
+            await save_state(ctx, post_id, channel_id, state)
+        try:
+            await api.wait_until_finished(container)
+        except PublishFailure as failure:
+            if failure.code.endswith("_CONTAINER_EXPIRED"):
+                await save_state(ctx, post_id, channel_id, None)
+            raise
+        await api.check_quota()
+        media_id, request_id = await api.publish(container)
+        return await api.published(media_id, request_id)
+
+    async def lookup(self, ctx: PlatformContext, request: PublishRequest) -> Published | None:
+        """From the persisted container: `PUBLISHED` is found among the account's media;
+        anything else did not go out (publishing again reuses a `FINISHED` container)."""
+        state = await load_state(ctx, request.post_id, request.channel.id)
+        container = state.get("container_id")
+        if not container:
+            return None  # nothing was created, so nothing can have been published
+        api = await self.client(ctx, request.channel.id)
+        if await api.container_status(container) != "PUBLISHED":
+            return None
+        found = await self._find_published(api, request, state)
+        if found is None:
+            raise LookupUnavailable(
+                f"container {container} is published, but its media is not among the account's"
+            )
+        return found
+
+    async def _find_published(
+        self, api: GraphClient, request: PublishRequest, state: dict[str, Any]
+    ) -> Published | None:
+        since = datetime.fromisoformat(state["created_at"]) if state.get("created_at") else None
+        for media in await api.recent_media():
+            when = parse_time(media.get("timestamp"))
+            if since is not None and when is not None and when < since - timedelta(minutes=1):
+                continue
+            if (media.get(self.dialect.text_field) or "") == (request.target.caption or ""):
+                return await api.published(str(media["id"]), None)
+        return None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Graph timestamp (`2026-11-29T06:00:00+0000`)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("+0000", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _back_off_if_used_up(prefix: str, headers: httpx.Headers) -> None:
+    """The usage headers say a limit is reached: stop before the platform refuses."""
+    for name in ("x-business-use-case-usage", "x-app-usage"):
+        raw = headers.get(name)
+        if not raw:
+            continue
+        try:
+            usage = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(usage, dict):
+            continue
+        entries = (
+            [usage]
+            if name == "x-app-usage"
+            else [e for v in usage.values() if isinstance(v, list) for e in v]
+        )
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            used = max(
+                (
+                    value
+                    for key, value in entry.items()
+                    if key in ("call_count", "total_cputime", "total_time")
+                    and isinstance(value, int | float)
+                ),
+                default=0,
+            )
+            if used >= 100:
+                regain = graph.regain_access(headers) or graph.DEFAULT_BACKOFF
+                raise PublishFailure(
+                    ErrorKind.RATE_LIMITED,
+                    f"{prefix}_THROTTLED",
+                    f"the app's Graph API usage is at {used}% ({name})",
+                    retry_at=utcnow() + regain,
+                )
