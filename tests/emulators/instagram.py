@@ -15,16 +15,15 @@ Any `vNN.N` version prefix is accepted; tokens come as `Authorization: Bearer|OA
 """
 
 import asyncio
-import itertools
-import json
 import re
-import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.emulators.graph import Fault, GraphEmulator, GraphFailure
 
 _HASHTAG = re.compile(r"(?<!\w)#\w+")
 _MENTION = re.compile(r"(?<![\w@])@[\w.]+")
@@ -57,63 +56,25 @@ class Media:
         return f"https://www.instagram.com/p/{self.id}/"
 
 
-@dataclass
-class Fault:
-    status: int
-    code: int | None
-    subcode: int | None
-    message: str
-    headers: dict[str, str] = field(default_factory=dict)
-    is_transient: bool | None = None
+class InstagramEmulator(GraphEmulator):
+    # What differs between Instagram and Threads (see `ThreadsEmulator`).
+    create_path, publish_path, quota_path = "media", "media_publish", "content_publishing_limit"
+    status_field, error_field, text_field = "status_code", "status", "caption"
+    text_limit, carousel_max, image_suffixes = 2200, 10, (".jpg", ".jpeg")
+    default_quota = 50
 
-
-class GraphFailure(Exception):
-    def __init__(self, fault: Fault) -> None:
-        self.fault = fault
-
-
-class InstagramEmulator:
-    def __init__(self, *, quota_total: int = 50, processing_polls: int = 1) -> None:
-        self.url = ""  # set once it is served
-        self.quota_total = quota_total
+    def __init__(self, *, quota_total: int | None = None, processing_polls: int = 1) -> None:
+        self.quota_total = quota_total or self.default_quota
         self.processing_polls = processing_polls
         self.container_limit = 400
         self.publish_delay = 0.0
-        self.usage_percent = 5
-        self.regain_minutes = 0
-        self.now = lambda: datetime.now(UTC)
-        self._lock = threading.Lock()
-        self._ids = itertools.count(17_900_000_000_000_001)
-        self.tokens: dict[str, str] = {}
-        self.expired_tokens: set[str] = set()
         self.containers: dict[str, Container] = {}
         self.media: dict[str, Media] = {}
         self.published_at: dict[str, list[datetime]] = {}
         self.created_at: dict[str, list[datetime]] = {}
-        self.faults: dict[str, list[Fault]] = {}
-        self.calls: list[tuple[str, str]] = []
-        self.app = self._build()
+        super().__init__()
 
     # --- what tests set up and read ----------------------------------------------------------
-
-    def account(self, user_id: str, token: str) -> None:
-        self.tokens[token] = user_id
-
-    def fail(
-        self,
-        endpoint: str,
-        code: int | None,
-        subcode: int | None = None,
-        *,
-        status: int = 400,
-        message: str = "An error occurred",
-        times: int = 1,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        """The next `times` calls of `endpoint` (`media`, `media_publish`, `status`,
-        `content_publishing_limit`, `comments`, `list`) fail like this."""
-        fault = Fault(status, code, subcode, message, headers or {})
-        self.faults.setdefault(endpoint, []).extend([fault] * times)
 
     def use_quota(self, user_id: str, count: int) -> None:
         """`count` posts published in the last 24 hours, as if by another tool."""
@@ -122,65 +83,36 @@ class InstagramEmulator:
     def posts_of(self, user_id: str) -> list[Media]:
         return [m for m in self.media.values() if m.user == user_id]
 
-    def count(self, endpoint: str) -> int:
-        return sum(1 for _, name in self.calls if name == endpoint)
-
     # --- the API ----------------------------------------------------------------------------
 
-    def _new_id(self) -> str:
-        return str(next(self._ids))
+    takes_text_only = False
 
-    def _take_fault(self, endpoint: str) -> None:
-        self.calls.append(("call", endpoint))
-        queue = self.faults.get(endpoint)
-        if queue:
-            raise GraphFailure(queue.pop(0))
-
-    def _user_of(self, request: Request, params: dict[str, str]) -> str:
-        header = request.headers.get("authorization", "")
-        token = params.get("access_token") or header.partition(" ")[2]
-        if token in self.expired_tokens:
-            raise GraphFailure(
-                Fault(400, 190, 463, "Error validating access token: Session has expired")
-            )
-        if token not in self.tokens:
-            raise GraphFailure(Fault(400, 190, 467, "Invalid OAuth access token"))
-        return self.tokens[token]
-
-    def _usage(self, user: str | None) -> dict[str, str]:
-        entry = {
-            "type": "instagram",
-            "call_count": self.usage_percent,
-            "total_cputime": 1,
-            "total_time": 1,
-            "estimated_time_to_regain_access": self.regain_minutes,
-        }
-        return {"x-business-use-case-usage": json.dumps({user or "0": [entry]})}
-
-    def _window(self, times: list[datetime]) -> list[datetime]:
-        since = self.now() - timedelta(hours=24)
-        return [t for t in times if t > since]
-
-    def create(self, user: str, owner: str, params: dict[str, str]) -> dict[str, Any]:
-        self._take_fault("media")
-        if owner != user:
-            raise GraphFailure(Fault(400, 100, 33, "Unsupported post request"))
-        creates = self.created_at.setdefault(user, [])
-        if len(self._window(creates)) >= self.container_limit:
-            raise GraphFailure(Fault(400, 9, None, "Application request limit reached"))
-        caption = params.get("caption", "")
-        if len(caption) > 2200:
+    def check_text(self, caption: str) -> None:
+        if len(caption) > self.text_limit:
             raise GraphFailure(Fault(400, 36004, 2207010, "The caption is too long"))
         if len(_HASHTAG.findall(caption)) > 30:
             raise GraphFailure(Fault(400, 100, None, "Too many hashtags"))
         if len(_MENTION.findall(caption)) > 20:
             raise GraphFailure(Fault(400, 100, 2207040, "Too many @ tags"))
+
+    def create(self, user: str, owner: str, params: dict[str, str]) -> dict[str, Any]:
+        self._take_fault(self.create_path)
+        if owner != user:
+            raise GraphFailure(Fault(400, 100, 33, "Unsupported post request"))
+        creates = self.created_at.setdefault(user, [])
+        if len(self._window(creates)) >= self.container_limit:
+            raise GraphFailure(Fault(400, 9, None, "Application request limit reached"))
+        self.check_text(params.get(self.text_field, ""))
         kind = params.get("media_type", "IMAGE")
         slow = kind in ("REELS", "VIDEO", "CAROUSEL", "STORIES") and "video_url" in params
+        if kind == "TEXT" and not self.takes_text_only:
+            raise GraphFailure(Fault(400, 100, 2207023, "The media type TEXT is not supported"))
         if kind == "CAROUSEL":
             children = [c for c in params.get("children", "").split(",") if c]
-            if not 2 <= len(children) <= 10:
-                raise GraphFailure(Fault(400, 100, 2207028, "Carousel must have 2 to 10 items"))
+            if not 2 <= len(children) <= self.carousel_max:
+                raise GraphFailure(
+                    Fault(400, 100, 2207028, f"Carousel must have 2 to {self.carousel_max} items")
+                )
             for child in children:
                 if child not in self.containers or self.containers[child].user != user:
                     raise GraphFailure(Fault(400, 24, 2207008, "Media builder not found"))
@@ -190,7 +122,7 @@ class InstagramEmulator:
         elif kind == "IMAGE" and "image_url" not in params:
             raise GraphFailure(Fault(400, 100, None, "image_url is required"))
         if "image_url" in params and not params["image_url"].split("?")[0].lower().endswith(
-            (".jpg", ".jpeg")
+            self.image_suffixes
         ):
             raise GraphFailure(Fault(400, 36001, 2207005, "Unsupported image format"))
         container = Container(
@@ -215,13 +147,13 @@ class InstagramEmulator:
                 container.status = "FINISHED"
             else:
                 container.polls_left -= 1
-        body: dict[str, Any] = {"id": container.id, "status_code": container.status}
+        body: dict[str, Any] = {"id": container.id, self.status_field: container.status}
         if container.status == "ERROR":
-            body["status"] = container.error or "Error: 2207001"
+            body[self.error_field] = container.error or "Error: 2207001"
         return body
 
     def publish(self, user: str, owner: str, creation_id: str) -> dict[str, Any]:
-        self._take_fault("media_publish")
+        self._take_fault(self.publish_path)
         container = self.containers.get(creation_id)
         if owner != user or container is None or container.user != user:
             raise GraphFailure(Fault(400, 24, 2207008, "Media builder not found"))
@@ -231,18 +163,27 @@ class InstagramEmulator:
             raise GraphFailure(
                 Fault(400, 9007, 2207027, "Media ID is not available", is_transient=True)
             )
-        if len(self._window(self.published_at.setdefault(user, []))) >= self.quota_total:
+        reply_to = container.params.get("reply_to_id")
+        if not reply_to and (
+            len(self._window(self.published_at.setdefault(user, []))) >= self.quota_total
+        ):
             raise GraphFailure(Fault(400, 9, 2207042, "Reached the daily publishing limit"))
         media = Media(
             self._new_id(),
             user,
-            container.params.get("caption", ""),
+            container.params.get(self.text_field, ""),
             container.params.get("media_type", "IMAGE"),
             self.now().replace(microsecond=0),
             container.id,
         )
-        self.media[media.id] = media
         container.status, container.media_id = "PUBLISHED", media.id
+        if reply_to:
+            parent = self.media.get(reply_to)
+            if parent is None:
+                raise GraphFailure(Fault(400, 100, None, "The post replied to does not exist"))
+            parent.comments.append({"id": media.id, "text": media.caption})
+            return {"id": media.id}
+        self.media[media.id] = media
         self.published_at[user].append(self.now())
         return {"id": media.id}
 
@@ -250,98 +191,76 @@ class InstagramEmulator:
         app = FastAPI()
         emulator = self
 
-        async def params_of(request: Request) -> dict[str, str]:
-            params = dict(request.query_params)
-            if request.method == "POST":
-                form = await request.form()
-                params.update({k: str(v) for k, v in form.items()})
-            return params
-
-        def answer(body: dict[str, Any], user: str | None) -> JSONResponse:
-            return JSONResponse(body, headers=emulator._usage(user))
-
-        def refuse(failure: GraphFailure, user: str | None) -> JSONResponse:
-            f = failure.fault
-            error: dict[str, Any] = {
-                "message": f.message,
-                "type": "OAuthException",
-                "fbtrace_id": "AbCdEfGh123",
-            }
-            if f.code is not None:
-                error["code"] = f.code
-            if f.subcode is not None:
-                error["error_subcode"] = f.subcode
-                error["error_user_msg"] = f.message
-            if f.is_transient is not None:
-                error["is_transient"] = f.is_transient
-            headers = emulator._usage(user) | f.headers
-            if f.code is None:
-                return JSONResponse({"detail": f.message}, status_code=f.status, headers=headers)
-            return JSONResponse({"error": error}, status_code=f.status, headers=headers)
-
-        @app.post("/{version}/{owner}/media")
+        @app.post(f"/{{version}}/{{owner}}/{self.create_path}")
         async def create(version: str, owner: str, request: Request) -> JSONResponse:
-            params, user = await params_of(request), None
+            params, user = await emulator.params_of(request), None
             try:
                 with emulator._lock:
                     user = emulator._user_of(request, params)
-                    return answer(emulator.create(user, owner, params), user)
+                    return emulator.answer(emulator.create(user, owner, params), user)
             except GraphFailure as failure:
-                return refuse(failure, user)
+                return emulator.refuse(failure, user)
 
-        @app.post("/{version}/{owner}/media_publish")
+        @app.post(f"/{{version}}/{{owner}}/{self.publish_path}")
         async def media_publish(version: str, owner: str, request: Request) -> JSONResponse:
-            params, user = await params_of(request), None
+            params, user = await emulator.params_of(request), None
             try:
                 with emulator._lock:
                     user = emulator._user_of(request, params)
                     body = emulator.publish(user, owner, params.get("creation_id", ""))
             except GraphFailure as failure:
-                return refuse(failure, user)
+                return emulator.refuse(failure, user)
             if emulator.publish_delay:
                 await asyncio.sleep(emulator.publish_delay)  # published; the answer comes late
-            return answer(body, user)
+            return emulator.answer(body, user)
 
-        @app.get("/{version}/{owner}/content_publishing_limit")
+        @app.get(f"/{{version}}/{{owner}}/{self.quota_path}")
         async def quota(version: str, owner: str, request: Request) -> JSONResponse:
-            params, user = await params_of(request), None
+            params, user = await emulator.params_of(request), None
             try:
                 with emulator._lock:
                     user = emulator._user_of(request, params)
-                    emulator._take_fault("content_publishing_limit")
+                    emulator._take_fault(emulator.quota_path)
                     used = len(emulator._window(emulator.published_at.get(user, [])))
+                    replies = sum(
+                        len(m.comments) for m in emulator.media.values() if m.user == user
+                    )
             except GraphFailure as failure:
-                return refuse(failure, user)
+                return emulator.refuse(failure, user)
             config = {"quota_total": emulator.quota_total, "quota_duration": 86400}
-            return answer({"data": [{"quota_usage": used, "config": config}]}, user)
+            usage: dict[str, Any] = {"quota_usage": used, "config": config}
+            if emulator.takes_text_only:  # Threads: replies have a quota of their own
+                usage["reply_quota_usage"] = replies
+                usage["reply_config"] = {"quota_total": 1000, "quota_duration": 86400}
+            return emulator.answer({"data": [usage]}, user)
 
-        @app.get("/{version}/{owner}/media")
+        @app.get(f"/{{version}}/{{owner}}/{self.create_path}")
         async def listing(version: str, owner: str, request: Request) -> JSONResponse:
-            params, user = await params_of(request), None
+            params, user = await emulator.params_of(request), None
             try:
                 with emulator._lock:
                     user = emulator._user_of(request, params)
                     emulator._take_fault("list")
                     mine = sorted(emulator.posts_of(user), key=lambda m: m.id, reverse=True)
             except GraphFailure as failure:
-                return refuse(failure, user)
+                return emulator.refuse(failure, user)
             limit = int(params.get("limit", "25"))
             data = [
                 {
                     "id": m.id,
-                    "caption": m.caption,
+                    emulator.text_field: m.caption,
                     "timestamp": m.timestamp.strftime("%Y-%m-%dT%H:%M:%S+0000"),
                     "permalink": m.permalink,
                 }
                 for m in mine[:limit]
             ]
-            return answer(
+            return emulator.answer(
                 {"data": data, "paging": {"cursors": {"before": "b", "after": "a"}}}, user
             )
 
         @app.post("/{version}/{object_id}/comments")
         async def comment(version: str, object_id: str, request: Request) -> JSONResponse:
-            params, user = await params_of(request), None
+            params, user = await emulator.params_of(request), None
             try:
                 with emulator._lock:
                     user = emulator._user_of(request, params)
@@ -352,29 +271,57 @@ class InstagramEmulator:
                     comment_id = emulator._new_id()
                     media.comments.append({"id": comment_id, "text": params.get("message", "")})
             except GraphFailure as failure:
-                return refuse(failure, user)
-            return answer({"id": comment_id}, user)
+                return emulator.refuse(failure, user)
+            return emulator.answer({"id": comment_id}, user)
 
         @app.get("/{version}/{object_id}")
         async def node(version: str, object_id: str, request: Request) -> JSONResponse:
-            params, user = await params_of(request), None
+            params, user = await emulator.params_of(request), None
             try:
                 with emulator._lock:
                     user = emulator._user_of(request, params)
                     container = emulator.containers.get(object_id)
                     if container is not None and container.user == user:
-                        return answer(emulator.status_of(container), user)
+                        return emulator.answer(emulator.status_of(container), user)
                     media = emulator.media.get(object_id)
                     if media is None or media.user != user:
                         raise GraphFailure(Fault(400, 100, 33, "Unsupported get request"))
             except GraphFailure as failure:
-                return refuse(failure, user)
+                return emulator.refuse(failure, user)
             body = {
                 "id": media.id,
                 "permalink": media.permalink,
                 "timestamp": media.timestamp.strftime("%Y-%m-%dT%H:%M:%S+0000"),
-                "caption": media.caption,
+                emulator.text_field: media.caption,
             }
-            return answer(body, user)
+            return emulator.answer(body, user)
 
         return app
+
+
+class ThreadsEmulator(InstagramEmulator):
+    """Threads' container publishing (graph.threads.net): `threads` / `threads_publish`,
+    `status` and `error_message` on containers, `text` posts without media, carousels of 2
+    to 20, 500 characters (emoji counted as their UTF-8 bytes), JPEG or PNG images, 250
+    posts per 24 h, and replies (`reply_to_id`), which have their own quota."""
+
+    create_path, publish_path, quota_path = "threads", "threads_publish", "threads_publishing_limit"
+    status_field, error_field, text_field = "status", "error_message", "text"
+    text_limit, carousel_max, image_suffixes = 500, 20, (".jpg", ".jpeg", ".png")
+    default_quota = 250
+    takes_text_only = True
+
+    def check_text(self, caption: str) -> None:
+        # Emoji (pictographs, dingbats, joiners, variation selectors) weigh their UTF-8 bytes.
+        length = sum(
+            len(c.encode())
+            if ord(c) >= 0x1F000 or 0x2600 <= ord(c) <= 0x27BF or c in "\u200d\ufe0f"
+            else 1
+            for c in caption
+        )
+        if length > self.text_limit:
+            raise GraphFailure(
+                Fault(
+                    400, 100, None, f"Param text must be at most {self.text_limit} characters long."
+                )
+            )

@@ -2,7 +2,6 @@
 both databases; and its validation rules."""
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,25 +9,16 @@ import pytest
 from sqlalchemy import select
 
 from tests.emulators.instagram import InstagramEmulator
-from tests.emulators.server import EmulatorServer
-from tests.publishing.test_engine import FAST, document
+from tests.platforms.connectors import account_channel, context_for, publish, rules_of, served
 from tests.world import World
-from tidings.channels import service as channel_service
 from tidings.channels.models import Channel
 from tidings.platforms.base import (
-    ChannelFacts,
-    Endpoints,
-    MediaItem,
     MediaType,
     PlatformContext,
-    PostContent,
     PostType,
-    TargetContent,
 )
 from tidings.platforms.instagram import InstagramPlatform
-from tidings.platforms.store import Credentials
 from tidings.publishing.models import PublishAttempt
-from tidings.publishing.worker import Worker
 from tidings.scheduled_posts.models import Target
 
 ACCOUNT, TOKEN = "17841400000000001", "IGQVJ-test-token"
@@ -38,58 +28,18 @@ VIDEO = "https://cdn.example.com/clip.mp4"
 
 @pytest.fixture
 def emulator() -> Iterator[InstagramEmulator]:
-    emulator = InstagramEmulator()
-    emulator.account(ACCOUNT, TOKEN)
-    with EmulatorServer(emulator.app) as server:
-        emulator.url = server.url
+    with served(InstagramEmulator(), ACCOUNT, TOKEN) as emulator:
         yield emulator
 
 
 @pytest.fixture
 async def context(world: World, emulator: InstagramEmulator) -> AsyncIterator[PlatformContext]:
-    url = emulator.url
-    endpoints = Endpoints(
-        instagram=url, facebook=url, http_timeout=1.0, poll_every=0.01, poll_for=2.0
-    )
-    ctx = PlatformContext(world.db, endpoints=endpoints, box=world.state.box)
-    yield ctx
-    await ctx.aclose()
+    async with context_for(world, instagram=emulator.url, facebook=emulator.url) as ctx:
+        yield ctx
 
 
 async def instagram_channel(world: World, token: str = TOKEN, **extra: Any) -> str:
-    async with world.db.transaction() as session:
-        channel = await channel_service.add_channel(
-            session,
-            workspace_id=world.workspace_id,
-            platform="instagram",
-            name="Brand on Instagram",
-            options={},
-            now=datetime.now(UTC),
-            credentials=Credentials(account_id=ACCOUNT, access_token=token, extra=extra),
-            box=world.state.box,
-        )
-        return channel.id
-
-
-def worker(world: World, context: PlatformContext) -> Worker:
-    return Worker(world.db, config=FAST, name="w-ig", context=context)
-
-
-async def publish(
-    world: World, context: PlatformContext, channel: str, body: dict[str, Any], **post: Any
-) -> dict[str, Any]:
-    """Create, submit and publish-now a post for the channel; run the engine until idle."""
-    r = await world.api().post(
-        "/scheduled-posts",
-        json=world.post_body(status="WAITING_FOR_APPROVAL", channels={channel: body}, **post),
-    )
-    assert r.status_code == 201, r.text
-    post_id = r.json()["id"]
-    reviewer = await world.person("reviewer")
-    r = await reviewer.post(f"/scheduled-posts/{post_id}/publish")
-    assert r.status_code == 200, r.text
-    await worker(world, context).run_until_idle(within=20)
-    return await document(world, post_id)
+    return await account_channel(world, "instagram", ACCOUNT, token, **extra)
 
 
 async def test_an_image_is_published_with_its_first_comment(
@@ -306,18 +256,10 @@ async def test_a_failed_publish_call_reuses_its_container(
 
 # --- validation ------------------------------------------------------------------------------
 
-CHANNEL = ChannelFacts("ch_ig", "instagram", "IG", "ACTIVE")
-
 
 def rules(caption: str = "Hi", media: list[str] | None = None, **kw: Any) -> list[str]:
-    post = PostContent(
-        type=kw.pop("type", PostType.POST),
-        media=[MediaItem(url) for url in (media if media is not None else [IMAGE])],
-        media_type=kw.pop("media_type", None),
-        scheduled_for=None,
-    )
-    target = TargetContent("ch_ig", caption, None, options=kw.pop("options", {}))
-    return [p.rule for p in InstagramPlatform().validate(post, target, replace(CHANNEL))]
+    media = media if media is not None else [IMAGE]
+    return rules_of(InstagramPlatform(), caption, media, **kw)
 
 
 def test_captions_are_counted_as_instagram_counts_them() -> None:

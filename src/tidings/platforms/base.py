@@ -1,6 +1,7 @@
 """What every platform connector offers, and the plain values its rules are checked on."""
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -35,9 +36,13 @@ class MediaItem:
     alt_text: str | None = None
 
     @property
+    def path(self) -> str:
+        """The URL without its query and fragment (what a file extension is read from)."""
+        return self.url.split("?", 1)[0].split("#", 1)[0]
+
+    @property
     def looks_like_video(self) -> bool:
-        path = self.url.split("?", 1)[0].split("#", 1)[0]
-        return bool(_VIDEO_SUFFIX.search(path))
+        return bool(_VIDEO_SUFFIX.search(self.path))
 
 
 def media_items(media: Any) -> list[MediaItem]:
@@ -87,6 +92,18 @@ class TargetContent:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MediaLimit:
+    """What a platform takes of one kind of media (`image`, `video`): content types, and
+    bytes at most (None: no documented maximum)."""
+
+    types: frozenset[str]
+    max_bytes: int | None = None
+
+
 @dataclass(frozen=True)
 class ChannelFacts:
     id: str
@@ -103,6 +120,21 @@ class Problem:
     channel_id: str | None
     rule: str
     message: str
+
+
+class Problems(list[Problem]):
+    """The problems a platform finds with one channel's target, each rule named under the
+    platform (`instagram.caption_too_long`) and each message naming the channel."""
+
+    def __init__(self, platform: str, channel: ChannelFacts) -> None:
+        super().__init__()
+        self.platform, self.channel = platform, channel
+
+    def add(self, rule: str, message: str) -> None:
+        channel_id = self.channel.id
+        self.append(
+            Problem(channel_id, f"{self.platform}.{rule}", f"channel {channel_id}: {message}")
+        )
 
 
 @dataclass(frozen=True)
@@ -168,6 +200,7 @@ class Endpoints:
     threads: str = "https://graph.threads.net"
     tiktok: str = "https://open.tiktokapis.com"
     graph_version: str = "v25.0"
+    threads_version: str = "v1.0"
     #: Seconds one HTTP request to a platform may take.
     http_timeout: float = 30.0
     #: Seconds between polls of a platform's processing (a container, an upload), doubling
@@ -205,6 +238,14 @@ class Platform(Protocol):
     """A connector: pure validation, then the platform calls the engine makes."""
 
     name: str
+    #: Whether a post needs media here (Threads publishes text alone).
+    needs_media: bool
+
+    @property
+    def media_limits(self) -> Mapping[str, MediaLimit]:
+        """What the platform's servers accept, by kind (`image`, `video`), for the media
+        checks of a dry run (the files themselves are looked at, not their names)."""
+        ...
 
     def validate(
         self, post: PostContent, target: TargetContent, channel: ChannelFacts

@@ -8,18 +8,17 @@ publish the same container again) instead of posting twice. The account's publis
 is read before creating and before publishing; a target over it is deferred, not failed.
 """
 
-import asyncio
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-
 from tidings.platforms import graph
 from tidings.platforms.base import (
+    ChannelFacts,
     LookupUnavailable,
     PlatformContext,
+    Problem,
+    Problems,
     Published,
     PublishFailure,
     PublishRequest,
@@ -47,62 +46,12 @@ class Dialect:
     text_field: str  # caption (Instagram), text (Threads)
 
 
-class GraphClient:
-    """One account's calls to a container platform, each classified on failure."""
+class GraphClient(graph.GraphSession):
+    """One account's calls to a container platform."""
 
     def __init__(self, ctx: PlatformContext, dialect: Dialect, creds: Credentials, base: str):
-        self.ctx, self.dialect, self.creds = ctx, dialect, creds
-        self.base = f"{base.rstrip('/')}/{ctx.endpoints.graph_version}"
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, Any] | None = None,
-        *,
-        publishing: bool = False,
-    ) -> dict[str, Any]:
-        """One request; raises a classified `PublishFailure`. `publishing` marks the
-        irreversible call, whose lost answer leaves the outcome unknown."""
-        prefix = self.dialect.prefix
-        headers = {"Authorization": f"Bearer {self.creds.access_token}"}
-        try:
-            response = await self.ctx.http.request(
-                method, f"{self.base}/{path}", params=params, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise PublishFailure(
-                ErrorKind.TRANSIENT,
-                f"{prefix}_NETWORK_ERROR",
-                f"{type(exc).__name__} calling {path}: {exc}".rstrip(": "),
-                outcome_unknown=publishing,
-            ) from exc
-        request_id = response.headers.get("x-fb-trace-id")
-        if response.is_error:
-            raise graph.classify(
-                prefix,
-                graph.parse_error(response),
-                utcnow(),
-                headers=response.headers,
-                request_id=request_id,
-                sent_publish=publishing,
-            )
-        try:
-            body = response.json()
-        except json.JSONDecodeError as exc:
-            raise PublishFailure(
-                ErrorKind.TRANSIENT,
-                f"{prefix}_BAD_RESPONSE",
-                f"{path} answered with something other than JSON",
-                request_id=request_id,
-                outcome_unknown=publishing,
-            ) from exc
-        if not publishing:
-            _back_off_if_used_up(prefix, response.headers)
-        if not isinstance(body, dict):
-            raise PublishFailure(ErrorKind.TRANSIENT, f"{prefix}_BAD_RESPONSE", f"{path}: {body!r}")
-        body.setdefault("_request_id", request_id)
-        return body
+        super().__init__(ctx, dialect.prefix, creds, base)
+        self.dialect = dialect
 
     async def create(self, params: dict[str, Any]) -> str:
         body = await self.call("POST", f"{self.creds.account_id}/{self.dialect.create}", params)
@@ -115,15 +64,12 @@ class GraphClient:
 
     async def wait_until_finished(self, container: str) -> None:
         """Poll the container, the interval doubling up to 30 s, until it is `FINISHED`."""
-        endpoints, dialect = self.ctx.endpoints, self.dialect
-        loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + endpoints.poll_for, endpoints.poll_every
+        dialect = self.dialect
         fields = f"{dialect.status_field},{dialect.error_field}"
-        while True:
+
+        async def finished() -> bool | None:
             body = await self.call("GET", container, {"fields": fields})
             status = body.get(dialect.status_field)
-            if status in ("FINISHED", "PUBLISHED"):
-                return
             if status == "ERROR":
                 raise PublishFailure(
                     ErrorKind.PERMANENT,
@@ -137,14 +83,9 @@ class GraphClient:
                     f"{dialect.prefix}_CONTAINER_EXPIRED",
                     "the container expired before it was published",
                 )
-            if loop.time() + delay > deadline:
-                raise PublishFailure(
-                    ErrorKind.TRANSIENT,
-                    f"{dialect.prefix}_STILL_PROCESSING",
-                    f"the media was still processing after {endpoints.poll_for:.0f} s",
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            return True if status in ("FINISHED", "PUBLISHED") else None
+
+        await graph.poll(self.ctx, finished, graph.still_processing(dialect.prefix, self.ctx))
 
     async def check_quota(self, usage_key: str = "quota_usage", config_key: str = "config") -> None:
         """Defer (RATE_LIMITED) rather than publish over the rolling 24-hour quota."""
@@ -173,18 +114,6 @@ class GraphClient:
         )
         return str(body["id"]), body.get("_request_id")
 
-    async def published(self, media_id: str, request_id: str | None) -> Published:
-        try:
-            body = await self.call("GET", media_id, {"fields": "permalink,timestamp"})
-        except PublishFailure:
-            body = {}  # it is live; its link can be read later
-        return Published(
-            external_post_id=media_id,
-            external_url=body.get("permalink"),
-            published_at=parse_time(body.get("timestamp")) or utcnow(),
-            request_id=request_id,
-        )
-
     async def recent_media(self) -> list[dict[str, Any]]:
         body = await self.call(
             "GET",
@@ -200,13 +129,28 @@ class ContainerPlatform:
     says how a target becomes containers (`create`) and which host serves an account."""
 
     dialect: Dialect
+    needs_media = True
 
     def base_url(self, ctx: PlatformContext, creds: Credentials) -> str:
+        """Where the account's API is, with its version (`https://graph.x.com/v25.0`)."""
         raise NotImplementedError
 
     async def create(self, api: GraphClient, request: PublishRequest) -> str:
         """Create the target's container (and its children); returns the container's id."""
         raise NotImplementedError
+
+    async def live_problems(self, ctx: PlatformContext, channel: ChannelFacts) -> list[Problem]:
+        """What the platform says now: the token works, and the quota has room."""
+        problems = Problems(self.dialect.name.lower(), channel)
+        try:
+            await (await self.client(ctx, channel.id)).check_quota()
+        except PublishFailure as failure:
+            rule = {
+                ErrorKind.RATE_LIMITED: "quota_used",
+                ErrorKind.AUTH: "token",
+            }.get(failure.kind, "unreachable")
+            problems.add(rule, f"{failure.message} ({failure.code})")
+        return problems
 
     async def client(self, ctx: PlatformContext, channel_id: str) -> GraphClient:
         creds = await credentials(ctx, channel_id)
@@ -263,58 +207,9 @@ class ContainerPlatform:
     ) -> Published | None:
         since = datetime.fromisoformat(state["created_at"]) if state.get("created_at") else None
         for media in await api.recent_media():
-            when = parse_time(media.get("timestamp"))
+            when = graph.parse_time(media.get("timestamp"))
             if since is not None and when is not None and when < since - timedelta(minutes=1):
                 continue
             if (media.get(self.dialect.text_field) or "") == (request.target.caption or ""):
                 return await api.published(str(media["id"]), None)
         return None
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A Graph timestamp (`2026-11-29T06:00:00+0000`)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("+0000", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _back_off_if_used_up(prefix: str, headers: httpx.Headers) -> None:
-    """The usage headers say a limit is reached: stop before the platform refuses."""
-    for name in ("x-business-use-case-usage", "x-app-usage"):
-        raw = headers.get(name)
-        if not raw:
-            continue
-        try:
-            usage = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(usage, dict):
-            continue
-        entries = (
-            [usage]
-            if name == "x-app-usage"
-            else [e for v in usage.values() if isinstance(v, list) for e in v]
-        )
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            used = max(
-                (
-                    value
-                    for key, value in entry.items()
-                    if key in ("call_count", "total_cputime", "total_time")
-                    and isinstance(value, int | float)
-                ),
-                default=0,
-            )
-            if used >= 100:
-                regain = graph.regain_access(headers) or graph.DEFAULT_BACKOFF
-                raise PublishFailure(
-                    ErrorKind.RATE_LIMITED,
-                    f"{prefix}_THROTTLED",
-                    f"the app's Graph API usage is at {used}% ({name})",
-                    retry_at=utcnow() + regain,
-                )

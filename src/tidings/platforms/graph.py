@@ -7,16 +7,21 @@ becomes a `PublishFailure` with a stable `errorCode` (`IG_QUOTA_EXCEEDED`, ...),
 by the platform, and a kind that decides the retry (see `publishing.states`).
 """
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from tidings.platforms.base import PublishFailure
+from tidings.platforms.base import PlatformContext, Published, PublishFailure
+from tidings.platforms.store import Credentials
 from tidings.publishing.states import ErrorKind
+from tidings.timefmt import utcnow
 
+T = TypeVar("T")
 # Throttling codes (rate limiting doc); 4 with subcode 2207051 is a spam verdict instead.
 THROTTLED = frozenset({4, 17, 32, 341, 613, 80001, 80002})
 #: When a throttled answer says nothing about when to come back.
@@ -98,6 +103,23 @@ _BY_CODE: dict[tuple[int, int | None], tuple[ErrorKind, str]] = {
     (100, None): (ErrorKind.PERMANENT, "INVALID_PARAMETER"),
     (1, None): (ErrorKind.TRANSIENT, "UNKNOWN_ERROR"),
     (2, None): (ErrorKind.TRANSIENT, "SERVICE_UNAVAILABLE"),
+    # Facebook Pages and its Video API.
+    (6000, None): (ErrorKind.TRANSIENT, "VIDEO_UPLOAD_FAILED"),
+    (6001, None): (ErrorKind.TRANSIENT, "VIDEO_UPLOAD_FAILED"),
+    (389, None): (ErrorKind.TRANSIENT, "MEDIA_FETCH_FAILED"),
+    (382, None): (ErrorKind.PERMANENT, "VIDEO_TOO_SMALL"),
+    (1609005, None): (ErrorKind.PERMANENT, "LINK_SCRAPE_FAILED"),
+}
+# Subcodes seen with several codes (observed by client libraries rather than documented).
+_BY_SUBCODE: dict[int, tuple[ErrorKind, str]] = {
+    1390008: (ErrorKind.RATE_LIMITED, "POSTING_TOO_FAST"),
+    1366046: (ErrorKind.PERMANENT, "PHOTO_FORMAT"),
+    1366051: (ErrorKind.PERMANENT, "PHOTOS_ALREADY_POSTED"),
+    1346003: (ErrorKind.PERMANENT, "CONTENT_FLAGGED"),
+    1404102: (ErrorKind.PERMANENT, "CONTENT_FLAGGED"),
+    1404078: (ErrorKind.PERMANENT, "PUBLISHING_AUTHORIZATION_REQUIRED"),
+    1363047: (ErrorKind.TRANSIENT, "TEMPORARILY_UNAVAILABLE"),
+    1609010: (ErrorKind.TRANSIENT, "TEMPORARILY_UNAVAILABLE"),
 }
 
 
@@ -139,6 +161,8 @@ def _kind(error: GraphError) -> tuple[ErrorKind, str]:
         if error.status >= 500:
             return ErrorKind.TRANSIENT, "SERVER_ERROR"
         return ErrorKind.PERMANENT, f"HTTP_{error.status}"
+    if (code, error.subcode) not in _BY_CODE and error.subcode in _BY_SUBCODE:
+        return _BY_SUBCODE[error.subcode]
     for key in ((code, error.subcode), (code, None)):
         if key in _BY_CODE:
             return _BY_CODE[key]
@@ -172,3 +196,163 @@ def regain_access(headers: httpx.Headers | None) -> timedelta | None:
     ]
     values = [m for m in minutes if isinstance(m, int | float) and m > 0]
     return timedelta(minutes=max(values)) if values else None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Graph timestamp (`2026-11-29T06:00:00+0000`)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("+0000", "+00:00"))
+    except ValueError:
+        return None
+
+
+async def poll(
+    ctx: PlatformContext, check: Callable[[], Awaitable[T | None]], failure: PublishFailure
+) -> T:
+    """Call `check` until it returns something, the interval doubling from the endpoints'
+    `poll_every` up to 30 s; `failure` is raised once `poll_for` seconds would pass."""
+    loop = asyncio.get_running_loop()
+    endpoints = ctx.endpoints
+    deadline, delay = loop.time() + endpoints.poll_for, endpoints.poll_every
+    while True:
+        found = await check()
+        if found is not None:
+            return found
+        if loop.time() + delay > deadline:
+            raise failure
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+
+
+def still_processing(prefix: str, ctx: PlatformContext, *, unknown: bool = False) -> PublishFailure:
+    """What a poll that ran out of time raises (`unknown`: after the publishing call)."""
+    return PublishFailure(
+        ErrorKind.TRANSIENT,
+        f"{prefix}_STILL_PROCESSING",
+        f"the media was still processing after {ctx.endpoints.poll_for:.0f} s",
+        outcome_unknown=unknown,
+    )
+
+
+class GraphSession:
+    """One account's calls to a Graph API host (`base` includes the version), each
+    classified on failure with errorCodes under `prefix`."""
+
+    def __init__(self, ctx: PlatformContext, prefix: str, creds: Credentials, base: str):
+        self.ctx, self.prefix, self.creds = ctx, prefix, creds
+        self.base = base.rstrip("/")
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        publishing: bool = False,
+        url: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One request to `base/path` (or `url`); raises a classified `PublishFailure`.
+        `publishing` marks the irreversible call, whose lost answer leaves the outcome
+        unknown."""
+        prefix = self.prefix
+        sent = {"Authorization": f"Bearer {self.creds.access_token}"} | (headers or {})
+        try:
+            response = await self.ctx.http.request(
+                method, url or f"{self.base}/{path}", params=params, headers=sent
+            )
+        except httpx.HTTPError as exc:
+            raise PublishFailure(
+                ErrorKind.TRANSIENT,
+                f"{prefix}_NETWORK_ERROR",
+                f"{type(exc).__name__} calling {path}: {exc}".rstrip(": "),
+                outcome_unknown=publishing,
+            ) from exc
+        request_id = response.headers.get("x-fb-trace-id")
+        if response.is_error:
+            raise classify(
+                prefix,
+                parse_error(response),
+                utcnow(),
+                headers=response.headers,
+                request_id=request_id,
+                sent_publish=publishing,
+            )
+        try:
+            body = response.json()
+        except json.JSONDecodeError as exc:
+            raise PublishFailure(
+                ErrorKind.TRANSIENT,
+                f"{prefix}_BAD_RESPONSE",
+                f"{path} answered with something other than JSON",
+                request_id=request_id,
+                outcome_unknown=publishing,
+            ) from exc
+        if not publishing:
+            back_off_if_used_up(prefix, response.headers)
+        if not isinstance(body, dict):
+            raise PublishFailure(ErrorKind.TRANSIENT, f"{prefix}_BAD_RESPONSE", f"{path}: {body!r}")
+        body.setdefault("_request_id", request_id)
+        return body
+
+    async def published(
+        self,
+        object_id: str,
+        request_id: str | None,
+        *,
+        link: str = "permalink",
+        time: str = "timestamp",
+    ) -> Published:
+        """What went out, with its public link and time read back (or now, if reading fails:
+        it is live, and its link can be read later)."""
+        try:
+            body = await self.call("GET", object_id, {"fields": f"{link},{time}"})
+        except PublishFailure:
+            body = {}
+        return Published(
+            external_post_id=object_id,
+            external_url=body.get(link),
+            published_at=parse_time(body.get(time)) or utcnow(),
+            request_id=request_id,
+        )
+
+
+def back_off_if_used_up(prefix: str, headers: httpx.Headers) -> None:
+    """The usage headers say a limit is reached: stop before the platform refuses."""
+    for name in ("x-business-use-case-usage", "x-app-usage"):
+        raw = headers.get(name)
+        if not raw:
+            continue
+        try:
+            usage = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(usage, dict):
+            continue
+        entries = (
+            [usage]
+            if name == "x-app-usage"
+            else [e for v in usage.values() if isinstance(v, list) for e in v]
+        )
+        for entry in entries:
+            if not isinstance(entry, dict):
+                continue
+            used = max(
+                (
+                    value
+                    for key, value in entry.items()
+                    if key in ("call_count", "total_cputime", "total_time")
+                    and isinstance(value, int | float)
+                ),
+                default=0,
+            )
+            if used >= 100:
+                regain = regain_access(headers) or DEFAULT_BACKOFF
+                raise PublishFailure(
+                    ErrorKind.RATE_LIMITED,
+                    f"{prefix}_THROTTLED",
+                    f"the app's Graph API usage is at {used}% ({name})",
+                    retry_at=utcnow() + regain,
+                )

@@ -16,13 +16,16 @@ import re
 from typing import Any
 
 from tidings.platforms.base import (
+    MB,
     ChannelFacts,
     MediaItem,
+    MediaLimit,
     MediaType,
     PlatformContext,
     PostContent,
     PostType,
     Problem,
+    Problems,
     PublishRequest,
     TargetContent,
 )
@@ -62,10 +65,6 @@ def _kind(post: PostContent) -> str:
     return "IMAGE"
 
 
-def _path_of(url: str) -> str:
-    return url.split("?", 1)[0].split("#", 1)[0]
-
-
 def _usernames(raw: Any) -> list[str]:
     if raw is None:
         return []
@@ -76,16 +75,16 @@ def _usernames(raw: Any) -> list[str]:
 class InstagramPlatform(ContainerPlatform):
     name = "instagram"
     dialect = INSTAGRAM
+    media_limits = {
+        "image": MediaLimit(frozenset({"image/jpeg"}), 8 * MB),
+        "video": MediaLimit(frozenset({"video/mp4", "video/quicktime"}), 300 * MB),
+    }
 
     def validate(
         self, post: PostContent, target: TargetContent, channel: ChannelFacts
     ) -> list[Problem]:
-        problems: list[Problem] = []
-
-        def problem(rule: str, message: str) -> None:
-            problems.append(
-                Problem(channel.id, f"instagram.{rule}", f"channel {channel.id}: {message}")
-            )
+        problems = Problems("instagram", channel)
+        problem = problems.add
 
         caption = target.caption or ""
         if len(caption) > CAPTION_LIMIT:
@@ -113,7 +112,7 @@ class InstagramPlatform(ContainerPlatform):
         if kind == "REELS" and not media[0].looks_like_video:
             problem("reel_needs_video", "a reel (or a feed video) needs a video file (MP4 or MOV)")
         for item in media:
-            if not item.looks_like_video and _NOT_JPEG.search(_path_of(item.url)):
+            if not item.looks_like_video and _NOT_JPEG.search(item.path):
                 problem("image_format", f"Instagram takes JPEG images only: {item.url}")
             if item.alt_text and len(item.alt_text) > ALT_TEXT_LIMIT:
                 problem("alt_text_too_long", f"alt text over {ALT_TEXT_LIMIT} characters")
@@ -141,7 +140,8 @@ class InstagramPlatform(ContainerPlatform):
 
     def base_url(self, ctx: PlatformContext, creds: Credentials) -> str:
         endpoints = ctx.endpoints
-        return endpoints.facebook if creds.extra.get("login") == "facebook" else endpoints.instagram
+        host = endpoints.facebook if creds.extra.get("login") == "facebook" else endpoints.instagram
+        return f"{host.rstrip('/')}/{endpoints.graph_version}"
 
     async def create(self, api: GraphClient, request: PublishRequest) -> str:
         post, options = request.content, request.target.options

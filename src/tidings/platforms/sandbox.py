@@ -16,11 +16,13 @@ from typing import Any
 from tidings.platforms.base import (
     ChannelFacts,
     LookupUnavailable,
+    MediaLimit,
     MediaType,
     PlatformContext,
     PostContent,
     PostType,
     Problem,
+    Problems,
     Published,
     PublishFailure,
     PublishRequest,
@@ -114,19 +116,19 @@ def feed_url(channel_id: str, post_id: str) -> str:
 
 class SandboxPlatform:
     name = "sandbox"
+    needs_media = True
+    media_limits: dict[str, MediaLimit] = {}
 
     def validate(
         self, post: PostContent, target: TargetContent, channel: ChannelFacts
     ) -> list[Problem]:
-        problems: list[Problem] = []
-
-        def problem(rule: str, message: str) -> None:
-            problems.append(Problem(channel.id, rule, f"channel {channel.id}: {message}"))
+        problems = Problems("sandbox", channel)
+        problem = problems.add
 
         caption = target.caption or ""
         if len(caption) > CAPTION_LIMIT:
             problem(
-                "sandbox.caption_too_long",
+                "caption_too_long",
                 f"caption is {len(caption)} characters; sandbox allows at most {CAPTION_LIMIT}",
             )
         media_type = post.effective_media_type
@@ -135,24 +137,24 @@ class SandboxPlatform:
             if media_type not in allowed:
                 names = ", ".join(m.value for m in MediaType if m in allowed) or "none"
                 problem(
-                    "sandbox.media_type_unsupported",
+                    "media_type_unsupported",
                     f"media type {media_type.value} is not supported here (supported: {names})",
                 )
             count = len(post.media)
             if media_type is MediaType.CAROUSEL and not CAROUSEL_MIN <= count <= CAROUSEL_MAX:
                 problem(
-                    "sandbox.carousel_size",
+                    "carousel_size",
                     f"a carousel needs {CAROUSEL_MIN} to {CAROUSEL_MAX} media items, got {count}",
                 )
             if media_type is not MediaType.CAROUSEL and count > 1:
                 problem(
-                    "sandbox.single_media",
+                    "single_media",
                     f"media type {media_type.value} takes one media item, got {count}",
                 )
             if post.type is PostType.REEL and media_type is not MediaType.VIDEO:
-                problem("sandbox.reel_needs_video", "a REEL needs mediaType VIDEO")
+                problem("reel_needs_video", "a REEL needs mediaType VIDEO")
             if post.type is PostType.CAROUSEL and media_type is not MediaType.CAROUSEL:
-                problem("sandbox.carousel_type", "a CAROUSEL post needs mediaType CAROUSEL")
+                problem("carousel_type", "a CAROUSEL post needs mediaType CAROUSEL")
         return problems
 
     async def publish(self, ctx: PlatformContext, request: PublishRequest) -> Published:

@@ -12,11 +12,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from tidings.channels.models import Channel
 from tidings.crypto import SecretBox
 from tidings.platforms.base import PlatformContext, PublishFailure
 from tidings.publishing.states import ErrorKind
-from tidings.scheduled_posts.models import Target
 
 
 @dataclass(frozen=True)
@@ -54,6 +52,8 @@ class Credentials:
 async def credentials(ctx: PlatformContext, channel_id: str) -> Credentials:
     """The channel's tokens; an AUTH failure (reconnect the channel) if it has none that
     this process can open."""
+    from tidings.channels.models import Channel  # (the models import the platforms)
+
     async with ctx.db.transaction(write=False) as session:
         sealed = await session.scalar(select(Channel.credentials).where(Channel.id == channel_id))
     opened = Credentials.open(ctx.box, sealed) if sealed is not None and ctx.box else None
@@ -67,6 +67,8 @@ async def credentials(ctx: PlatformContext, channel_id: str) -> Credentials:
 
 
 async def save_credentials(ctx: PlatformContext, channel_id: str, creds: Credentials) -> None:
+    from tidings.channels.models import Channel  # (the models import the platforms)
+
     assert ctx.box is not None, "storing tokens needs the secret key"
     async with ctx.db.transaction() as session:
         await session.execute(
@@ -76,6 +78,8 @@ async def save_credentials(ctx: PlatformContext, channel_id: str, creds: Credent
 
 async def load_state(ctx: PlatformContext, post_id: str, channel_id: str) -> dict[str, Any]:
     """What a connector persisted for this target (empty if nothing)."""
+    from tidings.scheduled_posts.models import Target  # (the models import the platforms)
+
     async with ctx.db.transaction(write=False) as session:
         state = await session.scalar(
             select(Target.platform_state).where(
@@ -89,6 +93,8 @@ async def save_state(
     ctx: PlatformContext, post_id: str, channel_id: str, state: dict[str, Any] | None
 ) -> None:
     """Persist (commit) the target's platform state before going on; None clears it."""
+    from tidings.scheduled_posts.models import Target  # (the models import the platforms)
+
     async with ctx.db.transaction() as session:
         await session.execute(
             update(Target)

@@ -2,12 +2,15 @@
 
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.deps import CurrentPrincipal
 from tidings.db.session import SessionDep, StateDep
 from tidings.errors import RequestShapeError
-from tidings.scheduled_posts import service
+from tidings.publishing.worker import platform_context
+from tidings.scheduled_posts import media_check, service
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
 from tidings.scheduled_posts.models import ScheduledPost
 from tidings.scheduled_posts.schemas import (
@@ -24,8 +27,11 @@ from tidings.scheduled_posts.schemas import (
     ScheduledPostOut,
     ScheduledPostPage,
     ScheduledPostUpdate,
+    ValidationOut,
+    ValidationProblem,
 )
 from tidings.scheduled_posts.service import ActionRequest, PostFilter
+from tidings.state import AppState
 from tidings.timefmt import utcnow
 
 router = APIRouter(prefix="/scheduled-posts", tags=["scheduled posts"])
@@ -101,6 +107,20 @@ async def create_scheduled_post(
 ) -> ScheduledPostOut:
     """Create a post as DRAFT (no checks) or WAITING_FOR_APPROVAL (full publish validation)."""
     return to_document(await service.create_post(session, principal, body, utcnow()))
+
+
+@router.post("/validate", response_model=ValidationOut)
+async def validate_scheduled_post(
+    body: ScheduledPostCreate,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+    live: bool = False,
+) -> ValidationOut:
+    """A dry run of a post (the body of a create): every problem publishing would meet, at
+    once, including its media as their servers describe them; `?live=true` also asks each
+    platform (its quota, the token). Nothing is stored."""
+    return await _dry_run(session, state, principal.workspace_id, body, live)
 
 
 @router.get("", response_model=ScheduledPostPage)
@@ -247,6 +267,43 @@ async def cancel(
     """SCHEDULED → CANCELED; its publish task is cancelled."""
     request = ActionRequest(Action.CANCEL, expected_revision=_expected_revision(if_match))
     return await _act(session, principal, post_id, request)
+
+
+@router.get("/{post_id}/validation", response_model=ValidationOut)
+async def validation_of_scheduled_post(
+    post_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+    live: bool = False,
+) -> ValidationOut:
+    """The dry run of a stored post, as `POST /scheduled-posts/validate`."""
+    return await _dry_run(session, state, principal.workspace_id, post_id, live)
+
+
+async def _dry_run(
+    session: AsyncSession,
+    state: AppState,
+    workspace_id: str,
+    post: ScheduledPostCreate | str,
+    live: bool,
+) -> ValidationOut:
+    context = platform_context(state.settings, state.db) if live else None
+    try:
+        async with httpx.AsyncClient(timeout=media_check.TIMEOUT) as http:
+            problems = await service.dry_run(
+                session, workspace_id, post, utcnow(), http=http, live=context
+            )
+    finally:
+        if context is not None:
+            await context.aclose()
+    return ValidationOut(
+        valid=not problems,
+        problems=[
+            ValidationProblem(channelId=p.channel_id, rule=p.rule, message=p.message)
+            for p in problems
+        ],
+    )
 
 
 @router.get("/{post_id}/events", response_model=PostEventList)

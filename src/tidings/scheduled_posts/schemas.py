@@ -198,3 +198,16 @@ class PublishAttemptOut(BaseModel):
 
 class PublishAttemptList(BaseModel):
     data: list[PublishAttemptOut]
+
+
+class ValidationProblem(BaseModel):
+    channelId: str | None
+    rule: str
+    message: str
+
+
+class ValidationOut(BaseModel):
+    """A dry run: `valid` when nothing stands in the way of publishing."""
+
+    valid: bool
+    problems: list[ValidationProblem]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
 from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -16,7 +17,15 @@ from tidings.auth.principal import Principal
 from tidings.channels.service import channels_by_id, facts
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestShapeError
 from tidings.ids import new_id
-from tidings.platforms.base import PostContent, Published, TargetContent, media_items
+from tidings.platforms import get_platform
+from tidings.platforms.base import (
+    PlatformContext,
+    PostContent,
+    Problem,
+    Published,
+    TargetContent,
+    media_items,
+)
 from tidings.publishing.models import PublishAttempt, TaskKind
 from tidings.publishing.service import (
     cancel_post_tasks,
@@ -28,6 +37,7 @@ from tidings.publishing.service import (
 from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts import lifecycle
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
+from tidings.scheduled_posts.media_check import media_problems
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.scheduled_posts.rows import PostRow
 from tidings.scheduled_posts.schemas import (
@@ -591,3 +601,56 @@ async def resolve_target(
     )
     await session.flush()
     return post
+
+
+_NOT_APPROVED = frozenset({PostStatus.DRAFT, PostStatus.WAITING_FOR_APPROVAL, PostStatus.REJECTED})
+
+
+async def dry_run(
+    session: AsyncSession,
+    workspace_id: str,
+    post: ScheduledPostCreate | str,
+    now: datetime,
+    *,
+    http: httpx.AsyncClient,
+    live: PlatformContext | None = None,
+) -> list[Problem]:
+    """Every problem publishing would meet, for a body not stored (`POST .../validate`) or
+    a stored post (`GET .../{id}/validation`), without writing anything: the publish rules,
+    the media as the servers describe them, and with `live`, what each platform says now
+    (its quota, the token)."""
+    if isinstance(post, str):
+        stored = await get_post(session, workspace_id, post)
+        content, targets = content_of(stored)
+        channels = {
+            t.channel_id: facts(t.channel)
+            for t in stored.targets
+            if t.channel.workspace_id == workspace_id
+        }
+        # A post not yet approved must still be in the future when it is; one already
+        # scheduled or published is checked for what it is, not when.
+        require_future = stored.scheduled_for is not None and stored.status in _NOT_APPROVED
+    else:
+        content = PostContent(
+            type=post.type,
+            media=media_items(_media_json(post)),
+            media_type=post.mediaType,
+            scheduled_for=post.scheduledFor,
+        )
+        targets = [
+            TargetContent(cid, entry.caption, entry.firstComment, dict(entry.options or {}))
+            for cid, entry in post.channels.items()
+        ]
+        found = await channels_by_id(session, workspace_id, list(post.channels))
+        channels = {cid: facts(channel) for cid, channel in found.items()}
+        require_future = post.scheduledFor is not None
+    problems = validate_for_publish(content, targets, channels, now, require_future=require_future)
+    problems.extend(await media_problems(content, targets, channels, http))
+    if live is not None:
+        for target in targets:
+            channel = channels.get(target.channel_id)
+            platform = get_platform(channel.platform) if channel is not None else None
+            check = getattr(platform, "live_problems", None)
+            if channel is not None and check is not None:
+                problems.extend(await check(live, channel))
+    return problems

@@ -39,7 +39,7 @@ def validate_for_publish(
                     f"scheduledFor {post.scheduled_for.isoformat()} is not in the future",
                 )
             )
-    if not post.media:
+    if not post.media and (not targets or any(_needs_media(t, channels) for t in targets)):
         problems.append(Problem(None, "media.required", "media is required to publish"))
     if not targets:
         problems.append(
@@ -48,6 +48,12 @@ def validate_for_publish(
     for target in targets:
         problems.extend(_validate_target(post, target, channels.get(target.channel_id)))
     return problems
+
+
+def _needs_media(target: TargetContent, channels: Mapping[str, ChannelFacts]) -> bool:
+    channel = channels.get(target.channel_id)
+    platform = get_platform(channel.platform) if channel is not None else None
+    return platform is None or platform.needs_media
 
 
 def _validate_target(
