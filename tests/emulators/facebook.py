@@ -252,6 +252,8 @@ class FacebookEmulator(GraphEmulator):
         @app.get("/{version}/{object_id}")
         async def node(version: str, object_id: str, request: Request) -> JSONResponse:
             def work(user: str, params: dict[str, str]) -> dict[str, Any]:
+                if object_id == user:  # the Page itself
+                    return {"id": user, "name": f"Page {user}"}
                 video = emulator.videos.get(object_id)
                 if video is not None and video.page == user:
                     return emulator.status(video)

@@ -2,6 +2,8 @@
 list every problem at once (rules, the media as their server describes them, and with
 `?live=true` the platform's own state), and store nothing; on both databases."""
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -27,6 +29,7 @@ def media_host() -> FastAPI:
         "b.png": ("image/png", 2_000),
         "clip.mp4": ("video/mp4", 50_000),
         "nohead.jpg": ("image/jpeg", 3_000),
+        "slow.jpg": ("image/jpeg", 1_000),
     }
 
     @app.api_route("/{name}", methods=["GET", "HEAD"])
@@ -34,6 +37,8 @@ def media_host() -> FastAPI:
         if name not in files:
             return Response(status_code=404)
         content_type, size = files[name]
+        if name.startswith("slow"):
+            await asyncio.sleep(1.5)
         if name.startswith("nohead"):
             if request.method == "HEAD":
                 return Response(status_code=405)
@@ -165,3 +170,21 @@ async def test_refusals(world: World) -> None:
 
 def replace_channels(body: dict[str, Any], channel_id: str) -> dict[str, Any]:
     return body | {"channels": {channel_id: {"caption": "x"}}}
+
+
+async def test_a_dry_run_waiting_on_the_network_holds_up_no_writer(
+    world: World, media: str
+) -> None:
+    """On SQLite a write transaction holds the database's one write lock: the dry run reads,
+    so a post created meanwhile does not wait for its media to answer."""
+    finished: dict[str, float] = {}
+
+    async def timed(name: str, work: Any) -> None:
+        await work
+        finished[name] = time.monotonic()
+
+    await asyncio.gather(
+        timed("dry run", dry_run(world, world.post_body(media=f"{media}/slow.jpg"))),
+        timed("create", world.api().post("/scheduled-posts", json=world.post_body())),
+    )
+    assert finished["create"] < finished["dry run"] - 1.0

@@ -5,8 +5,16 @@ from fastapi import APIRouter, status
 from tidings.auth.deps import CurrentPrincipal
 from tidings.channels import service
 from tidings.channels.models import Channel, ChannelStatus
-from tidings.channels.schemas import ChannelCreate, ChannelList, ChannelOut, ChannelUpdate
-from tidings.db.session import SessionDep
+from tidings.channels.schemas import (
+    ChannelCheck,
+    ChannelCreate,
+    ChannelList,
+    ChannelOut,
+    ChannelUpdate,
+)
+from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
+from tidings.publishing.worker import platform_context
+from tidings.scheduled_posts.schemas import ValidationProblem
 from tidings.timefmt import utcnow
 
 router = APIRouter(prefix="/channels", tags=["channels"])
@@ -72,3 +80,28 @@ async def update_channel(
         now=utcnow(),
     )
     return _out(channel)
+
+
+@router.post("/{channel_id}/check", response_model=ChannelCheck, openapi_extra=READ_MOSTLY)
+async def check_channel(
+    channel_id: str, principal: CurrentPrincipal, session: SessionDep, state: StateDep
+) -> ChannelCheck:
+    """Ask the platform now whether the channel can publish: its token works, it has the
+    permissions, and (Instagram, Threads) its publishing quota has room. A token the
+    platform refuses marks the channel NEEDS_RECONNECT."""
+    service.authorize_manage(principal)
+    context = platform_context(state.settings, state.db)
+    try:
+        channel, problems = await service.check_channel(
+            session, principal.workspace_id, channel_id, context, utcnow()
+        )
+    finally:
+        await context.aclose()
+    return ChannelCheck(
+        ok=not problems,
+        status=channel.status.value,
+        problems=[
+            ValidationProblem(channelId=p.channel_id, rule=p.rule, message=p.message)
+            for p in problems
+        ],
+    )

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from tidings.platforms import PLATFORMS
+from tidings.scheduled_posts.schemas import ValidationProblem
 from tidings.schemas import RequestModel
 
 OptionKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -42,3 +43,11 @@ class ChannelOut(BaseModel):
 
 class ChannelList(BaseModel):
     data: list[ChannelOut]
+
+
+class ChannelCheck(BaseModel):
+    """What the platform said: `ok` when nothing stands in the way of publishing."""
+
+    ok: bool
+    status: str
+    problems: list[ValidationProblem]

@@ -13,7 +13,7 @@ from tidings.crypto import SecretBox
 from tidings.errors import BadRequest, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.platforms import PLATFORMS
-from tidings.platforms.base import ChannelFacts
+from tidings.platforms.base import ChannelFacts, PlatformContext, Problem
 from tidings.platforms.store import Credentials
 from tidings.scheduled_posts.lifecycle import Actor
 from tidings.scheduled_posts.rows import ChannelRow
@@ -132,3 +132,25 @@ def facts(channel: Channel | ChannelRow) -> ChannelFacts:
         status=channel.status.value,
         options=dict(channel.options or {}),
     )
+
+
+async def check_channel(
+    session: AsyncSession,
+    workspace_id: str,
+    channel_id: str,
+    context: PlatformContext,
+    now: datetime,
+) -> tuple[Channel, list[Problem]]:
+    """The platform's live answer about a channel; a refused token (a recognised auth
+    error, never a timeout or a 5xx) marks it NEEDS_RECONNECT."""
+    from tidings.platforms import get_platform
+
+    channel = await get_channel(session, workspace_id, channel_id)
+    platform = get_platform(channel.platform)
+    ask = getattr(platform, "live_problems", None)
+    problems: list[Problem] = await ask(context, facts(channel)) if ask is not None else []
+    if any(p.rule.endswith(".token") for p in problems):
+        channel.status = ChannelStatus.NEEDS_RECONNECT
+        channel.updated_at = now
+        await session.flush()
+    return channel, problems

@@ -9,6 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.state import AppState
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: `openapi_extra` of a POST route that waits on the network and writes little or nothing
+#: (a dry run, a live check): its transaction starts as a reader, so on SQLite it does not
+#: hold the write lock (and every writer behind it) while it waits.
+READ_MOSTLY = {"x-read-mostly": True}
 
 
 def app_state(request: Request) -> AppState:
@@ -23,7 +27,10 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     client never sees a success that was not committed.
     """
     db = app_state(request).db
-    async with db.transaction(write=request.method not in _READ_METHODS) as session:
+    route = request.scope.get("route")
+    read_mostly = bool((getattr(route, "openapi_extra", None) or {}).get("x-read-mostly"))
+    write = request.method not in _READ_METHODS and not read_mostly
+    async with db.transaction(write=write) as session:
         yield session
 
 

@@ -18,7 +18,6 @@ from tidings.platforms.base import (
     LookupUnavailable,
     PlatformContext,
     Problem,
-    Problems,
     Published,
     PublishFailure,
     PublishRequest,
@@ -128,6 +127,7 @@ class ContainerPlatform:
     """Publishing, reconciling and the persisted container, for one `Dialect`; a subclass
     says how a target becomes containers (`create`) and which host serves an account."""
 
+    name: str
     dialect: Dialect
     needs_media = True
 
@@ -141,16 +141,11 @@ class ContainerPlatform:
 
     async def live_problems(self, ctx: PlatformContext, channel: ChannelFacts) -> list[Problem]:
         """What the platform says now: the token works, and the quota has room."""
-        problems = Problems(self.dialect.name.lower(), channel)
-        try:
+
+        async def ask() -> None:
             await (await self.client(ctx, channel.id)).check_quota()
-        except PublishFailure as failure:
-            rule = {
-                ErrorKind.RATE_LIMITED: "quota_used",
-                ErrorKind.AUTH: "token",
-            }.get(failure.kind, "unreachable")
-            problems.add(rule, f"{failure.message} ({failure.code})")
-        return problems
+
+        return await graph.live_problems(self.name, channel, ask)
 
     async def client(self, ctx: PlatformContext, channel_id: str) -> GraphClient:
         creds = await credentials(ctx, channel_id)

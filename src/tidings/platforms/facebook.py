@@ -221,6 +221,15 @@ class FacebookPlatform:
                 return await self._post(api, str(item["id"]), None)
         return None
 
+    async def live_problems(self, ctx: PlatformContext, channel: ChannelFacts) -> list[Problem]:
+        """What Facebook says now: the Page can be read with its token."""
+
+        async def ask() -> None:
+            creds = await credentials(ctx, channel.id)
+            await self._session(ctx, creds).call("GET", creds.account_id, {"fields": "id,name"})
+
+        return await graph.live_problems(self.name, channel, ask)
+
     async def post_comment(
         self, ctx: PlatformContext, channel: ChannelFacts, external_post_id: str, text: str
     ) -> str:

@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from tidings.platforms.base import PlatformContext, Published, PublishFailure
+from tidings.platforms.base import (
+    ChannelFacts,
+    PlatformContext,
+    Problem,
+    Problems,
+    Published,
+    PublishFailure,
+)
 from tidings.platforms.store import Credentials
 from tidings.publishing.states import ErrorKind
 from tidings.timefmt import utcnow
@@ -356,3 +363,24 @@ def back_off_if_used_up(prefix: str, headers: httpx.Headers) -> None:
                     f"the app's Graph API usage is at {used}% ({name})",
                     retry_at=utcnow() + regain,
                 )
+
+
+async def live_problems(
+    platform: str, channel: ChannelFacts, ask: Callable[[], Awaitable[object]]
+) -> list[Problem]:
+    """What a live call (`ask`) says about a channel: nothing, or why it cannot publish now
+    (`<platform>.quota_used`, `.token`, `.permission`, `.unreachable`)."""
+    problems = Problems(platform, channel)
+    try:
+        await ask()
+    except PublishFailure as failure:
+        if failure.kind is ErrorKind.RATE_LIMITED:
+            rule = "quota_used" if failure.code.endswith("QUOTA_EXCEEDED") else "throttled"
+        elif failure.kind is ErrorKind.AUTH:
+            rule = "token"
+        elif failure.code.endswith("PERMISSION_MISSING"):
+            rule = "permission"
+        else:
+            rule = "unreachable"
+        problems.add(rule, f"{failure.message} ({failure.code})")
+    return problems

@@ -7,7 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.deps import CurrentPrincipal
-from tidings.db.session import SessionDep, StateDep
+from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
 from tidings.errors import RequestShapeError
 from tidings.publishing.worker import platform_context
 from tidings.scheduled_posts import media_check, service
@@ -109,7 +109,7 @@ async def create_scheduled_post(
     return to_document(await service.create_post(session, principal, body, utcnow()))
 
 
-@router.post("/validate", response_model=ValidationOut)
+@router.post("/validate", response_model=ValidationOut, openapi_extra=READ_MOSTLY)
 async def validate_scheduled_post(
     body: ScheduledPostCreate,
     principal: CurrentPrincipal,
