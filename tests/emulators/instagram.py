@@ -62,6 +62,7 @@ class InstagramEmulator(GraphEmulator):
     status_field, error_field, text_field = "status_code", "status", "caption"
     text_limit, carousel_max, image_suffixes = 2200, 10, (".jpg", ".jpeg")
     default_quota = 50
+    refresh_grant = "ig_refresh_token"
 
     def __init__(self, *, quota_total: int | None = None, processing_polls: int = 1) -> None:
         self.quota_total = quota_total or self.default_quota
@@ -72,6 +73,7 @@ class InstagramEmulator(GraphEmulator):
         self.media: dict[str, Media] = {}
         self.published_at: dict[str, list[datetime]] = {}
         self.created_at: dict[str, list[datetime]] = {}
+        self.refreshed: list[str] = []  # tokens issued by refreshing
         super().__init__()
 
     # --- what tests set up and read ----------------------------------------------------------
@@ -191,6 +193,26 @@ class InstagramEmulator(GraphEmulator):
         app = FastAPI()
         emulator = self
 
+        @app.get("/refresh_access_token")
+        async def refresh(request: Request) -> JSONResponse:
+            """A new 60-day token for a valid long-lived one; the old one stops working."""
+            params, user = await emulator.params_of(request), None
+            try:
+                with emulator._lock:
+                    emulator._take_fault("refresh")
+                    if params.get("grant_type") != emulator.refresh_grant:
+                        raise GraphFailure(Fault(400, 100, None, "Unsupported grant_type"))
+                    user = emulator._user_of(request, params)
+                    old_token = params.get("access_token", "")
+                    new_token = f"{old_token.split('~')[0]}~{emulator._new_id()}"
+                    emulator.tokens.pop(old_token, None)
+                    emulator.tokens[new_token] = user
+                    emulator.refreshed.append(new_token)
+            except GraphFailure as failure:
+                return emulator.refuse(failure, user)
+            body = {"access_token": new_token, "token_type": "bearer", "expires_in": 5_184_000}
+            return emulator.answer(body, user)
+
         @app.post(f"/{{version}}/{{owner}}/{self.create_path}")
         async def create(version: str, owner: str, request: Request) -> JSONResponse:
             params, user = await emulator.params_of(request), None
@@ -309,6 +331,7 @@ class ThreadsEmulator(InstagramEmulator):
     status_field, error_field, text_field = "status", "error_message", "text"
     text_limit, carousel_max, image_suffixes = 500, 20, (".jpg", ".jpeg", ".png")
     default_quota = 250
+    refresh_grant = "th_refresh_token"
     takes_text_only = True
 
     def check_text(self, caption: str) -> None:

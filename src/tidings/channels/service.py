@@ -14,7 +14,8 @@ from tidings.errors import BadRequest, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.platforms import PLATFORMS
 from tidings.platforms.base import ChannelFacts, PlatformContext, Problem
-from tidings.platforms.store import Credentials
+from tidings.platforms.store import Credentials, next_refresh
+from tidings.publishing.service import enqueue_refresh
 from tidings.scheduled_posts.lifecycle import Actor
 from tidings.scheduled_posts.rows import ChannelRow
 from tidings.workspaces.service import get_workspace
@@ -72,6 +73,15 @@ async def add_channel(
     )
     session.add(channel)
     await session.flush()
+    connector = PLATFORMS[platform]
+    refreshes = getattr(connector, "refreshes", None)
+    if credentials is not None and refreshes is not None and refreshes(credentials):
+        enqueue_refresh(
+            session,
+            workspace_id=workspace_id,
+            channel_id=channel.id,
+            run_at=next_refresh(credentials, now),
+        )
     return channel
 
 

@@ -8,7 +8,7 @@ publish the same container again) instead of posting twice. The account's publis
 is read before creating and before publishing; a target over it is deferred, not failed.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,13 @@ from tidings.platforms.base import (
     PublishFailure,
     PublishRequest,
 )
-from tidings.platforms.store import Credentials, credentials, load_state, save_state
+from tidings.platforms.store import (
+    Credentials,
+    credentials,
+    load_state,
+    save_credentials,
+    save_state,
+)
 from tidings.publishing.states import ErrorKind
 from tidings.timefmt import utcnow
 
@@ -43,6 +49,7 @@ class Dialect:
     status_field: str  # of a container: status_code (Instagram), status (Threads)
     error_field: str  # why a container is in ERROR
     text_field: str  # caption (Instagram), text (Threads)
+    refresh_grant: str  # ig_refresh_token, th_refresh_token
 
 
 class GraphClient(graph.GraphSession):
@@ -146,6 +153,32 @@ class ContainerPlatform:
             await (await self.client(ctx, channel.id)).check_quota()
 
         return await graph.live_problems(self.name, channel, ask)
+
+    def host(self, ctx: PlatformContext, creds: Credentials) -> str:
+        """The API's host, without a version (the token endpoints have none)."""
+        raise NotImplementedError
+
+    def refreshes(self, creds: Credentials) -> bool:
+        """Whether this account's token is renewed by the platform's refresh grant."""
+        return True
+
+    async def refresh(self, ctx: PlatformContext, channel_id: str) -> Credentials:
+        """Renew the channel's long-lived token (a new 60-day token), and store it."""
+        creds = await credentials(ctx, channel_id)
+        session = graph.GraphSession(ctx, self.dialect.prefix, creds, self.host(ctx, creds))
+        params = {"grant_type": self.dialect.refresh_grant, "access_token": creds.access_token}
+        body = await session.call("GET", "refresh_access_token", params)
+        token, expires_in = body.get("access_token"), body.get("expires_in")
+        if not isinstance(token, str) or not token:
+            raise PublishFailure(
+                ErrorKind.TRANSIENT, f"{self.dialect.prefix}_BAD_RESPONSE", "no access_token"
+            )
+        expires_at = (
+            utcnow() + timedelta(seconds=expires_in) if isinstance(expires_in, int) else None
+        )
+        renewed = replace(creds, access_token=token, expires_at=expires_at)
+        await save_credentials(ctx, channel_id, renewed)
+        return renewed
 
     async def client(self, ctx: PlatformContext, channel_id: str) -> GraphClient:
         creds = await credentials(ctx, channel_id)

@@ -50,6 +50,7 @@ INSTAGRAM = Dialect(
     status_field="status_code",
     error_field="status",
     text_field="caption",
+    refresh_grant="ig_refresh_token",
 )
 
 
@@ -138,10 +139,17 @@ class InstagramPlatform(ContainerPlatform):
 
     # --- publishing ----------------------------------------------------------------------
 
-    def base_url(self, ctx: PlatformContext, creds: Credentials) -> str:
+    def host(self, ctx: PlatformContext, creds: Credentials) -> str:
         endpoints = ctx.endpoints
-        host = endpoints.facebook if creds.extra.get("login") == "facebook" else endpoints.instagram
-        return f"{host.rstrip('/')}/{endpoints.graph_version}"
+        return endpoints.facebook if creds.extra.get("login") == "facebook" else endpoints.instagram
+
+    def base_url(self, ctx: PlatformContext, creds: Credentials) -> str:
+        return f"{self.host(ctx, creds).rstrip('/')}/{ctx.endpoints.graph_version}"
+
+    def refreshes(self, creds: Credentials) -> bool:
+        """Instagram Login tokens are refreshed; a Facebook Login token is not (its Page
+        token does not expire)."""
+        return creds.extra.get("login") != "facebook"
 
     async def create(self, api: GraphClient, request: PublishRequest) -> str:
         post, options = request.content, request.target.options

@@ -7,7 +7,7 @@ handle must be on disk before the call it protects, whatever happens to the work
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -47,6 +47,20 @@ class Credentials:
             if values.get(name):
                 values[name] = datetime.fromisoformat(values[name])
         return cls(**values)
+
+
+#: A token is renewed this long before it expires, and no sooner than a day after it was
+#: issued (Instagram and Threads refuse to refresh a token younger than 24 h).
+REFRESH_AHEAD = timedelta(days=7)
+REFRESH_NOT_BEFORE = timedelta(days=1)
+
+
+def next_refresh(creds: Credentials, now: datetime) -> datetime:
+    """When to renew `creds` (issued around `now`): ahead of its expiry, or in a day when
+    the expiry is unknown."""
+    if creds.expires_at is None:
+        return now + REFRESH_NOT_BEFORE
+    return max(now + REFRESH_NOT_BEFORE, creds.expires_at - REFRESH_AHEAD)
 
 
 async def credentials(ctx: PlatformContext, channel_id: str) -> Credentials:

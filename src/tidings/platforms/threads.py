@@ -46,6 +46,7 @@ THREADS = Dialect(
     status_field="status",
     error_field="error_message",
     text_field="text",
+    refresh_grant="th_refresh_token",
 )
 
 
@@ -110,9 +111,11 @@ class ThreadsPlatform(ContainerPlatform):
             problem("link_attachment", "link_attachment is for text posts only")
         return problems
 
+    def host(self, ctx: PlatformContext, creds: Credentials) -> str:
+        return ctx.endpoints.threads
+
     def base_url(self, ctx: PlatformContext, creds: Credentials) -> str:
-        endpoints = ctx.endpoints
-        return f"{endpoints.threads.rstrip('/')}/{endpoints.threads_version}"
+        return f"{self.host(ctx, creds).rstrip('/')}/{ctx.endpoints.threads_version}"
 
     async def create(self, api: GraphClient, request: PublishRequest) -> str:
         post, options, text = request.content, request.target.options, request.target.caption

@@ -22,6 +22,7 @@ class TaskKind(StrEnum):
     PUBLISH_POST = "publish_post"  # due at scheduledFor: fans out into one task per target
     PUBLISH_TARGET = "publish_target"  # publish one channel of a post
     FIRST_COMMENT = "first_comment"  # post a published target's first comment
+    REFRESH_TOKEN = "refresh_token"  # renew a channel's token ahead of its expiry
 
 
 class AttemptOutcome(StrEnum):

@@ -57,6 +57,23 @@ def enqueue_target_task(
     return task
 
 
+def enqueue_refresh(
+    session: AsyncSession, *, workspace_id: str, channel_id: str, run_at: datetime
+) -> Task:
+    """Add the task that renews a channel's token at `run_at`."""
+    task = Task(
+        id=new_id("task"),
+        workspace_id=workspace_id,
+        kind=TaskKind.REFRESH_TOKEN,
+        channel_id=channel_id,
+        run_at=run_at,
+        status=TaskStatus.PENDING,
+    )
+    session.add(task)
+    session.info[NOTIFY_WORKERS] = True
+    return task
+
+
 async def cancel_post_tasks(session: AsyncSession, post_id: str, now: datetime) -> int:
     """Cancel every task of a post that has not started; returns how many were cancelled."""
     result = await session.execute(

@@ -70,6 +70,7 @@ from tidings.platforms.base import (
     PublishRequest,
     TargetContent,
 )
+from tidings.platforms.store import next_refresh
 from tidings.publishing.gcpause import GcPause
 from tidings.publishing.limits import Limits
 from tidings.publishing.metrics import EngineMetrics
@@ -81,7 +82,7 @@ from tidings.publishing.models import (
     TaskStatus,
     WorkerHeartbeat,
 )
-from tidings.publishing.service import derived_post_status, mark_published
+from tidings.publishing.service import derived_post_status, enqueue_refresh, mark_published
 from tidings.publishing.states import (
     ErrorKind,
     Next,
@@ -100,6 +101,7 @@ log = logging.getLogger("tidings.worker")
 _FIRST_CLAIM = 32
 _FIRST_WEIGHT = 10
 _FORGET_AFTER = timedelta(days=1)
+_REFRESH_RETRY = timedelta(hours=1)
 _TASKS = cast(Table, Task.__table__)
 _ATTEMPTS = cast(Table, PublishAttempt.__table__)
 _ENDED = ("ended_at", "outcome", "error_kind", "error_code", "error_message", "request_id")
@@ -232,6 +234,7 @@ class Dispatched:
     calls: list[Prepared]
     comments: list[Claimed]
     claimed: int
+    refreshes: list[Claimed] = field(default_factory=list)
 
 
 def default_worker_name() -> str:
@@ -334,6 +337,8 @@ class Worker:
             self._spawn(self._call(prepared), prepared.task.channel_id)
         for comment in dispatched.comments:
             self._spawn(self._first_comment(comment), comment.channel_id)
+        for refresh in dispatched.refreshes:
+            self._spawn(self._refresh(refresh), None)
 
     def _spawn(self, work: Coroutine[Any, Any, None], channel_id: str | None) -> None:
         running = asyncio.create_task(work)
@@ -456,6 +461,7 @@ class Worker:
             if dispatched.claimed:
                 outcomes = await asyncio.gather(*(self._perform(p) for p in dispatched.calls))
                 await asyncio.gather(*(self._first_comment(c) for c in dispatched.comments))
+                await asyncio.gather(*(self._refresh(r) for r in dispatched.refreshes))
                 if outcomes:
                     await self._record(list(outcomes))
                 for work in (*(p.task for p in dispatched.calls), *dispatched.comments):
@@ -657,6 +663,7 @@ class Worker:
             room = limit - sum(1 for c in claimed if c.kind is not TaskKind.PUBLISH_POST)
             targets: list[Claimed] = []
             comments: list[Claimed] = []
+            refreshes: list[Claimed] = []
             done: list[str] = []
             canceled: list[str] = []
             touched: set[str] = set()
@@ -665,6 +672,8 @@ class Worker:
                     targets.append(task)
                 elif task.kind is TaskKind.FIRST_COMMENT:
                     comments.append(task)
+                elif task.kind is TaskKind.REFRESH_TOKEN:
+                    refreshes.append(task)
                 else:
                     post = posts.get(task.post_id or "")
                     fanned = self._fan_out(rows, task, post, now, room)
@@ -700,7 +709,7 @@ class Worker:
             await self._abandon(session, [c for c in calls if c.reconcile])
             await self._finish(session, done, TaskStatus.DONE)
             await self._finish(session, canceled, TaskStatus.CANCELED)
-        return Dispatched(calls, comments, len(claimed))
+        return Dispatched(calls, comments, len(claimed), refreshes)
 
     async def _abandon(self, session: AsyncSession, reconciling: list[Prepared]) -> None:
         """Close the attempts left IN_FLIGHT by workers that died during their call."""
@@ -1014,6 +1023,48 @@ class Worker:
         post = (await self._load_posts(session, [task.post_id])).get(task.post_id or "")
         return post, _target_of(post, task.channel_id)
 
+    async def _refresh(self, task: Claimed) -> None:
+        """Renew a channel's token and plan the next renewal; a token the platform refuses
+        marks the channel NEEDS_RECONNECT, anything else is tried again in an hour."""
+        channel_id = task.channel_id or ""
+        async with self.db.transaction(write=False) as session:
+            platform_name = await session.scalar(
+                select(Channel.platform).where(Channel.id == channel_id)
+            )
+        platform = get_platform(platform_name) if platform_name else None
+        renew = getattr(platform, "refresh", None)
+        if renew is None:
+            async with self.db.transaction() as session:
+                await self._finish(session, [task.id], TaskStatus.CANCELED)
+            return
+        now = utcnow()
+        try:
+            creds = await renew(self.context, channel_id)
+        except PublishFailure as failure:
+            async with self.db.transaction() as session:
+                if failure.kind is ErrorKind.AUTH:
+                    await session.execute(
+                        update(Channel)
+                        .where(Channel.id == channel_id)
+                        .values(status=ChannelStatus.NEEDS_RECONNECT, updated_at=now)
+                    )
+                    await self._finish(session, [task.id], TaskStatus.FAILED, error=failure.code)
+                else:
+                    later = failure.retry_at or now + _REFRESH_RETRY
+                    await self._finish(
+                        session, [task.id], TaskStatus.PENDING, run_at=later, error=failure.code
+                    )
+            log.warning("refreshing the token of %s failed: %s", channel_id, failure)
+            return
+        async with self.db.transaction() as session:
+            await self._finish(session, [task.id], TaskStatus.DONE)
+            enqueue_refresh(
+                session,
+                workspace_id=await _workspace_of(session, channel_id),
+                channel_id=channel_id,
+                run_at=next_refresh(creds, now),
+            )
+
     async def _first_comment(self, task: Claimed) -> None:
         now = utcnow()
         async with self.db.transaction() as session:
@@ -1110,6 +1161,13 @@ async def _lookup(
     except Exception as exc:
         return Outcome(prepared, failure, lookup_error=_describe(exc))
     return Outcome(prepared, found or failure, looked_up=True)
+
+
+async def _workspace_of(session: AsyncSession, channel_id: str) -> str:
+    workspace_id = await session.scalar(
+        select(Channel.workspace_id).where(Channel.id == channel_id)
+    )
+    return str(workspace_id)
 
 
 def _describe(exc: BaseException) -> str:
