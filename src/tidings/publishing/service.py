@@ -15,34 +15,16 @@ from tidings.scheduled_posts.models import ScheduledPost, Target
 from tidings.scheduled_posts.rows import PostRow
 
 
-async def enqueue_publish(
-    session: AsyncSession, *, workspace_id: str, post_id: str, run_at: datetime
-) -> Task:
-    """Add the task that publishes a post at `run_at`; it commits with the approval."""
-    task = Task(
-        id=new_id("task"),
-        workspace_id=workspace_id,
-        kind=TaskKind.PUBLISH_POST,
-        post_id=post_id,
-        run_at=run_at,
-        status=TaskStatus.PENDING,
-    )
-    session.add(task)
-    session.info[NOTIFY_WORKERS] = True
-    await session.flush()
-    return task
-
-
-def enqueue_target_task(
+def _enqueue(
     session: AsyncSession,
-    *,
     kind: TaskKind,
     workspace_id: str,
-    post_id: str,
-    channel_id: str,
     run_at: datetime,
+    *,
+    post_id: str | None = None,
+    channel_id: str | None = None,
 ) -> Task:
-    """Add a task about one target of a post (publish it, or post its first comment)."""
+    """Add a PENDING task to the session, and have workers woken when it commits."""
     task = Task(
         id=new_id("task"),
         workspace_id=workspace_id,
@@ -57,21 +39,33 @@ def enqueue_target_task(
     return task
 
 
+async def enqueue_publish(
+    session: AsyncSession, *, workspace_id: str, post_id: str, run_at: datetime
+) -> Task:
+    """Add the task that publishes a post at `run_at`; it commits with the approval."""
+    task = _enqueue(session, TaskKind.PUBLISH_POST, workspace_id, run_at, post_id=post_id)
+    await session.flush()
+    return task
+
+
+def enqueue_target_task(
+    session: AsyncSession,
+    *,
+    kind: TaskKind,
+    workspace_id: str,
+    post_id: str,
+    channel_id: str,
+    run_at: datetime,
+) -> Task:
+    """Add a task about one target of a post (publish it, or post its first comment)."""
+    return _enqueue(session, kind, workspace_id, run_at, post_id=post_id, channel_id=channel_id)
+
+
 def enqueue_refresh(
     session: AsyncSession, *, workspace_id: str, channel_id: str, run_at: datetime
 ) -> Task:
     """Add the task that renews a channel's token at `run_at`."""
-    task = Task(
-        id=new_id("task"),
-        workspace_id=workspace_id,
-        kind=TaskKind.REFRESH_TOKEN,
-        channel_id=channel_id,
-        run_at=run_at,
-        status=TaskStatus.PENDING,
-    )
-    session.add(task)
-    session.info[NOTIFY_WORKERS] = True
-    return task
+    return _enqueue(session, TaskKind.REFRESH_TOKEN, workspace_id, run_at, channel_id=channel_id)
 
 
 async def cancel_post_tasks(session: AsyncSession, post_id: str, now: datetime) -> int:
