@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from tests.world import signature_headers
 from tidings.app import create_app
 from tidings.auth.models import ApiKey
-from tidings.channels.models import Channel
+from tidings.channels.models import Channel, PlatformApp
 from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.db.engine import Database
@@ -375,6 +375,23 @@ def test_channels_add_with_a_token_obtained_elsewhere(
         "IGQ-secret",
         None,
     )
+
+
+def test_apps_set(env: dict[str, str], database_url: str, tmp_path: Path) -> None:
+    ws = make_workspace(database_url)
+    base = ["apps", "set", "--workspace", ws, "--client-id", "1234"]
+    done, sandbox = tidings_each(
+        env,
+        [
+            [*base, "--platform", "instagram", "--client-secret", "app-secret", "--json"],
+            [*base, "--platform", "sandbox", "--client-secret", "x"],
+        ],
+        cwd=tmp_path,
+    )
+    assert ok_json(done) == {"workspace": ws, "platform": "instagram", "clientId": "1234"}
+    assert "no app for platform 'sandbox'" in failed(sandbox)
+    [sealed] = in_db(database_url, select(PlatformApp.client_secret))
+    assert SecretBox(SECRET_KEY).open(sealed[0]) == "app-secret"
 
 
 # --- configuration --------------------------------------------------------------------------

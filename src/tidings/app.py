@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings import __version__
 from tidings.auth.endpoints import router as auth_router
+from tidings.channels.endpoints import apps_router as platform_apps_router
 from tidings.channels.endpoints import router as channels_router
 from tidings.config import Settings
 from tidings.crypto import SecretBox
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(channels_router)
+    app.include_router(platform_apps_router)
     app.include_router(scheduled_posts_router)
     app.include_router(sandbox_router)
 

@@ -27,10 +27,14 @@ workspaces_app = typer.Typer(help="Create workspaces.", no_args_is_help=True)
 users_app = typer.Typer(help="Add people to workspaces.", no_args_is_help=True)
 keys_app = typer.Typer(help="Issue and revoke API keys.", no_args_is_help=True)
 channels_app = typer.Typer(help="Add channels to publish to.", no_args_is_help=True)
+apps_app = typer.Typer(
+    help="Set a workspace's own app (OAuth client) on a platform.", no_args_is_help=True
+)
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
+app.add_typer(apps_app, name="apps")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id (ws_…).")]
@@ -323,6 +327,32 @@ def channels_add(
 
     result = _run(work, as_json=as_json)
     _emit(result, as_json, f"added channel {result['id']} ({result['platform']}: {result['name']})")
+
+
+@apps_app.command("set")
+def apps_set(
+    workspace: WorkspaceOpt,
+    platform: Annotated[str, typer.Option(help="instagram, facebook or threads.")],
+    client_id: Annotated[str, typer.Option(help="The app's client id (app id, client key).")],
+    client_secret: Annotated[str, typer.Option(help="The app's secret (stored encrypted).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Set (or replace) the workspace's app on a platform, used to connect its accounts."""
+
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+        app = await channel_service.set_app(
+            session,
+            workspace,
+            platform,
+            client_id=client_id,
+            client_secret=client_secret,
+            box=SecretBox(settings.resolved_secret_key),
+            now=utcnow(),
+        )
+        return {"workspace": app.workspace_id, "platform": app.platform, "clientId": app.client_id}
+
+    result = _run(work, as_json=as_json)
+    _emit(result, as_json, f"set the {result['platform']} app of {result['workspace']}")
 
 
 def main() -> None:

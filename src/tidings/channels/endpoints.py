@@ -4,13 +4,16 @@ from fastapi import APIRouter, status
 
 from tidings.auth.deps import CurrentPrincipal
 from tidings.channels import service
-from tidings.channels.models import Channel, ChannelStatus
+from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.channels.schemas import (
     ChannelCheck,
     ChannelCreate,
     ChannelList,
     ChannelOut,
     ChannelUpdate,
+    PlatformAppList,
+    PlatformAppOut,
+    PlatformAppSet,
 )
 from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
 from tidings.publishing.worker import platform_context
@@ -105,3 +108,55 @@ async def check_channel(
             for p in problems
         ],
     )
+
+
+apps_router = APIRouter(prefix="/platform-apps", tags=["channels"])
+
+
+def _app_out(app: PlatformApp) -> PlatformAppOut:
+    return PlatformAppOut(
+        platform=app.platform,
+        clientId=app.client_id,
+        createdAt=app.created_at,
+        updatedAt=app.updated_at,
+    )
+
+
+@apps_router.get("", response_model=PlatformAppList)
+async def list_platform_apps(principal: CurrentPrincipal, session: SessionDep) -> PlatformAppList:
+    """The workspace's own apps (OAuth clients), by platform, without their secrets."""
+    service.authorize_manage(principal)
+    return PlatformAppList(
+        data=[_app_out(a) for a in await service.list_apps(session, principal.workspace_id)]
+    )
+
+
+@apps_router.put("/{platform}", response_model=PlatformAppOut)
+async def set_platform_app(
+    platform: str,
+    body: PlatformAppSet,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+) -> PlatformAppOut:
+    """Set the workspace's app on a platform (its client id and secret), replacing any."""
+    service.authorize_manage(principal)
+    app = await service.set_app(
+        session,
+        principal.workspace_id,
+        platform,
+        client_id=body.clientId,
+        client_secret=body.clientSecret,
+        box=state.box,
+        now=utcnow(),
+    )
+    return _app_out(app)
+
+
+@apps_router.delete("/{platform}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_platform_app(
+    platform: str, principal: CurrentPrincipal, session: SessionDep
+) -> None:
+    """Remove the workspace's app on a platform."""
+    service.authorize_manage(principal)
+    await service.delete_app(session, principal.workspace_id, platform)

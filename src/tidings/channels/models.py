@@ -31,3 +31,17 @@ class Channel(TimestampMixin, Base):
     # The account's tokens, sealed with the secret key (see `platforms.store`); None for
     # platforms that need none (the sandbox).
     credentials: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class PlatformApp(TimestampMixin, Base):
+    """A workspace's own app on a platform (its OAuth client), so that an agency can use
+    one app per client. The secret is sealed like the tokens."""
+
+    __tablename__ = "platform_apps"
+
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(200))
+    client_secret: Mapped[bytes] = mapped_column(LargeBinary)

@@ -51,3 +51,21 @@ class ChannelCheck(BaseModel):
     ok: bool
     status: str
     problems: list[ValidationProblem]
+
+
+class PlatformAppSet(RequestModel):
+    clientId: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    clientSecret: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class PlatformAppOut(BaseModel):
+    """A workspace's app on a platform; its secret is never returned."""
+
+    platform: str
+    clientId: str
+    createdAt: datetime
+    updatedAt: datetime
+
+
+class PlatformAppList(BaseModel):
+    data: list[PlatformAppOut]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.principal import Principal
-from tidings.channels.models import Channel, ChannelStatus
+from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.crypto import SecretBox
 from tidings.errors import BadRequest, Forbidden, NotFound
 from tidings.ids import new_id
@@ -164,3 +164,47 @@ async def check_channel(
         channel.updated_at = now
         await session.flush()
     return channel, problems
+
+
+async def set_app(
+    session: AsyncSession,
+    workspace_id: str,
+    platform: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    box: SecretBox,
+    now: datetime,
+) -> PlatformApp:
+    """Set (or replace) the workspace's app on a platform; the secret is sealed."""
+    await get_workspace(session, workspace_id)
+    if platform not in PLATFORMS or platform == "sandbox":
+        real = sorted(p for p in PLATFORMS if p != "sandbox")
+        raise BadRequest(f"no app for platform {platform!r}; one of: {', '.join(real)}")
+    if not client_id.strip() or not client_secret.strip():
+        raise BadRequest("a client id and a client secret are required")
+    app = await session.get(PlatformApp, (workspace_id, platform))
+    if app is None:
+        app = PlatformApp(workspace_id=workspace_id, platform=platform, created_at=now)
+        session.add(app)
+    app.client_id = client_id.strip()
+    app.client_secret = box.seal(client_secret)
+    app.updated_at = now
+    await session.flush()
+    return app
+
+
+async def list_apps(session: AsyncSession, workspace_id: str) -> Sequence[PlatformApp]:
+    result = await session.execute(
+        select(PlatformApp)
+        .where(PlatformApp.workspace_id == workspace_id)
+        .order_by(PlatformApp.platform)
+    )
+    return result.scalars().all()
+
+
+async def delete_app(session: AsyncSession, workspace_id: str, platform: str) -> None:
+    app = await session.get(PlatformApp, (workspace_id, platform))
+    if app is None:
+        raise NotFound(f"no {platform} app is set for this workspace")
+    await session.delete(app)

@@ -1,0 +1,55 @@
+"""A workspace's own apps on the platforms (`/platform-apps`): set by owners, admins and
+API keys, secrets sealed and never returned, one workspace never sees another's; on both
+databases."""
+
+from sqlalchemy import select
+
+from tests.world import World
+from tidings.channels.models import PlatformApp
+
+
+async def test_set_replace_list_and_delete(world: World) -> None:
+    api = world.api()
+    r = await api.put("/platform-apps/instagram", json={"clientId": "123", "clientSecret": "s1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["clientId"] == "123"
+    assert "clientSecret" not in r.json()
+    r = await api.put("/platform-apps/instagram", json={"clientId": "456", "clientSecret": "s2"})
+    assert r.json()["clientId"] == "456"
+    await api.put("/platform-apps/threads", json={"clientId": "789", "clientSecret": "s3"})
+    r = await api.get("/platform-apps")
+    assert [(a["platform"], a["clientId"]) for a in r.json()["data"]] == [
+        ("instagram", "456"),
+        ("threads", "789"),
+    ]
+    async with world.db.transaction(write=False) as session:
+        app = await session.get(PlatformApp, (world.workspace_id, "instagram"))
+        assert app is not None
+        assert b"s2" not in app.client_secret
+        assert world.state.box.open(app.client_secret) == "s2"
+    assert (await api.delete("/platform-apps/threads")).status_code == 204
+    assert (await api.delete("/platform-apps/threads")).status_code == 404
+    assert [a["platform"] for a in (await api.get("/platform-apps")).json()["data"]] == [
+        "instagram"
+    ]
+
+
+async def test_refusals(world: World) -> None:
+    api = world.api()
+    body = {"clientId": "1", "clientSecret": "s"}
+    assert (await api.put("/platform-apps/sandbox", json=body)).status_code == 400
+    assert (await api.put("/platform-apps/myspace", json=body)).status_code == 400
+    r = await api.put("/platform-apps/instagram", json={"clientId": " ", "clientSecret": "s"})
+    assert r.status_code == 422
+    r = await api.put("/platform-apps/instagram", json={"clientId": "1"})
+    assert r.status_code == 422
+    for role in ("editor", "reviewer", "viewer"):
+        person = await world.person(role)
+        assert (await person.put("/platform-apps/instagram", json=body)).status_code == 403
+        assert (await person.get("/platform-apps")).status_code == 403
+    async with World.build(world.app, name="Other") as other:
+        await other.api().put("/platform-apps/facebook", json=body)
+    assert (await api.get("/platform-apps")).json()["data"] == []
+    async with world.db.transaction(write=False) as session:
+        rows = (await session.execute(select(PlatformApp.workspace_id))).scalars().all()
+    assert world.workspace_id not in rows
