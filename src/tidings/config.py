@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     threads_api_url: str = "https://graph.threads.net"
     tiktok_api_url: str = "https://open.tiktokapis.com"
     graph_api_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
+    # Where people are sent to connect an account, and where the code is exchanged.
+    instagram_oauth_url: str = "https://www.instagram.com/oauth/authorize"
+    instagram_token_url: str = "https://api.instagram.com/oauth/access_token"
+    # How this server is reached from a browser: OAuth redirects come back under it.
+    public_url: str = "http://127.0.0.1:8000"
     platform_http_timeout_seconds: float = Field(default=30, gt=0)
     health_max_lag_seconds: float = Field(default=60, gt=0)
     health_max_heartbeat_age_seconds: float = Field(default=30, gt=0)

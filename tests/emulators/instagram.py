@@ -74,9 +74,23 @@ class InstagramEmulator(GraphEmulator):
         self.published_at: dict[str, list[datetime]] = {}
         self.created_at: dict[str, list[datetime]] = {}
         self.refreshed: list[str] = []  # tokens issued by refreshing
+        self.apps: dict[str, str] = {}  # client id -> secret
+        self.usernames: dict[str, str] = {}
+        self._codes: dict[str, tuple[str, str, str]] = {}  # code -> client, redirect, user
+        self._short: dict[str, tuple[str, str]] = {}  # short-lived token -> client, user
         super().__init__()
 
     # --- what tests set up and read ----------------------------------------------------------
+
+    def register_app(self, client_id: str, secret: str) -> None:
+        self.apps[client_id] = secret
+
+    def consent(self, client_id: str, redirect_uri: str, user_id: str, username: str) -> str:
+        """The person approved on the consent page: the code the browser brings back."""
+        code = f"code-{self._new_id()}"
+        self._codes[code] = (client_id, redirect_uri, user_id)
+        self.usernames[user_id] = username
+        return code
 
     def use_quota(self, user_id: str, count: int) -> None:
         """`count` posts published in the last 24 hours, as if by another tool."""
@@ -193,6 +207,44 @@ class InstagramEmulator(GraphEmulator):
         app = FastAPI()
         emulator = self
 
+        def oauth_error(message: str) -> JSONResponse:
+            body = {"error_type": "OAuthException", "code": 400, "error_message": message}
+            return JSONResponse(body, status_code=400)
+
+        @app.post("/oauth/access_token")
+        async def exchange_code(request: Request) -> JSONResponse:
+            """The authorization code, for a short-lived token (used once)."""
+            params = await emulator.params_of(request)
+            with emulator._lock:
+                client = params.get("client_id", "")
+                if emulator.apps.get(client) != params.get("client_secret"):
+                    return oauth_error("Invalid platform app")
+                if params.get("grant_type") != "authorization_code":
+                    return oauth_error("Unsupported grant_type")
+                issued = emulator._codes.pop(params.get("code", ""), None)
+                if issued is None or issued[:2] != (client, params.get("redirect_uri")):
+                    return oauth_error("Invalid authorization code")
+                short = f"short-{emulator._new_id()}"
+                emulator._short[short] = (client, issued[2])
+            body = {"data": [{"access_token": short, "user_id": issued[2], "permissions": "x"}]}
+            return JSONResponse(body)
+
+        @app.get("/access_token")
+        async def long_lived(request: Request) -> JSONResponse:
+            """A short-lived token, for a 60-day one."""
+            params = await emulator.params_of(request)
+            with emulator._lock:
+                if params.get("grant_type") != "ig_exchange_token":
+                    return oauth_error("Unsupported grant_type")
+                short = emulator._short.pop(params.get("access_token", ""), None)
+                if short is None or emulator.apps.get(short[0]) != params.get("client_secret"):
+                    return oauth_error("Invalid OAuth access token")
+                token = f"long-{emulator._new_id()}"
+                emulator.tokens[token] = short[1]
+            return JSONResponse(
+                {"access_token": token, "token_type": "bearer", "expires_in": 5_184_000}
+            )
+
         @app.get("/refresh_access_token")
         async def refresh(request: Request) -> JSONResponse:
             """A new 60-day token for a valid long-lived one; the old one stops working."""
@@ -302,6 +354,11 @@ class InstagramEmulator(GraphEmulator):
             try:
                 with emulator._lock:
                     user = emulator._user_of(request, params)
+                    if object_id == "me":
+                        me = {"id": user, "user_id": user}
+                        return emulator.answer(
+                            me | {"username": emulator.usernames.get(user)}, user
+                        )
                     container = emulator.containers.get(object_id)
                     if container is not None and container.user == user:
                         return emulator.answer(emulator.status_of(container), user)

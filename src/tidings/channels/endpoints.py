@@ -1,9 +1,13 @@
 """HTTP routes of /channels."""
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import RedirectResponse
 
 from tidings.auth.deps import CurrentPrincipal
-from tidings.channels import service
+from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.channels.schemas import (
     ChannelCheck,
@@ -15,7 +19,7 @@ from tidings.channels.schemas import (
     PlatformAppOut,
     PlatformAppSet,
 )
-from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
+from tidings.db.session import READ_MOSTLY, WRITES, SessionDep, StateDep
 from tidings.publishing.worker import platform_context
 from tidings.scheduled_posts.schemas import ValidationProblem
 from tidings.timefmt import utcnow
@@ -57,6 +61,64 @@ async def add_channel(
         now=utcnow(),
     )
     return _out(channel)
+
+
+@router.get("/connect/{platform}", status_code=status.HTTP_302_FOUND)
+async def connect_account(
+    platform: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+) -> RedirectResponse:
+    """Start connecting an account (owner or admin, signed in): a redirect to the platform's
+    consent page, with a `state` bound to this sign-in."""
+    url = await connect.start(
+        session,
+        principal,
+        _sign_in_of(request),
+        platform,
+        settings=state.settings,
+        box=state.box,
+        now=utcnow(),
+    )
+    return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
+
+
+@router.get("/connect/{platform}/callback", response_model=ChannelOut, openapi_extra=WRITES)
+async def connect_account_callback(
+    platform: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+    code: str | None = None,
+    oauth_state: Annotated[str | None, Query(alias="state")] = None,
+    error: str | None = None,
+) -> ChannelOut:
+    """Where the platform sends the browser back: the account's channel, created (or
+    reconnected, keeping its id)."""
+    async with httpx.AsyncClient(timeout=state.settings.platform_http_timeout_seconds) as http:
+        connected = await connect.finish(
+            session,
+            principal,
+            _sign_in_of(request),
+            platform,
+            code=code,
+            state=oauth_state,
+            error=error,
+            settings=state.settings,
+            box=state.box,
+            http=http,
+            now=utcnow(),
+        )
+    return _out(connected.channel)
+
+
+def _sign_in_of(request: Request) -> str:
+    """The hash of this request's sign-in (empty for keys: they cannot connect accounts)."""
+    record = getattr(request.state, "user_session", None)
+    return str(record.token_hash) if record is not None else ""
 
 
 @router.get("/{channel_id}", response_model=ChannelOut)

@@ -1,5 +1,6 @@
 """The channel table."""
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -45,3 +46,18 @@ class PlatformApp(TimestampMixin, Base):
     platform: Mapped[str] = mapped_column(String(32), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(200))
     client_secret: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OAuthState(Base):
+    """An account connection under way: the `state` sent to the platform (only its SHA-256
+    is kept), bound to the person's sign-in and workspace, used once, for ten minutes."""
+
+    __tablename__ = "oauth_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    session_hash: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(32))
+    code_verifier: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

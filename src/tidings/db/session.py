@@ -13,6 +13,9 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: (a dry run, a live check): its transaction starts as a reader, so on SQLite it does not
 #: hold the write lock (and every writer behind it) while it waits.
 READ_MOSTLY = {"x-read-mostly": True}
+#: `openapi_extra` of a GET route that writes (an OAuth callback: the browser comes back
+#: with a GET).
+WRITES = {"x-writes": True}
 
 
 def app_state(request: Request) -> AppState:
@@ -28,8 +31,10 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """
     db = app_state(request).db
     route = request.scope.get("route")
-    read_mostly = bool((getattr(route, "openapi_extra", None) or {}).get("x-read-mostly"))
-    write = request.method not in _READ_METHODS and not read_mostly
+    extra = getattr(route, "openapi_extra", None) or {}
+    write = bool(extra.get("x-writes")) or (
+        request.method not in _READ_METHODS and not extra.get("x-read-mostly")
+    )
     async with db.transaction(write=write) as session:
         yield session
 
