@@ -16,6 +16,7 @@ emulator can stand in.
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,20 +166,9 @@ async def finish(
             )
         )
     ).scalars()
-    channel = next(
-        (
-            c
-            for c in existing
-            if c.credentials is not None
-            and (old := Credentials.open(box, c.credentials)) is not None
-            and old.account_id == creds.account_id
-        ),
-        None,
-    )
+    channel, old = _same_account(existing, creds.account_id, box)
     reconnected = channel is not None
     if channel is not None:
-        assert channel.credentials is not None
-        old = Credentials.open(box, channel.credentials)
         if old is not None and old.refresh_token and not creds.refresh_token:
             creds = replace(creds, refresh_token=old.refresh_token)  # never wiped
         channel.credentials = creds.seal(box)
@@ -205,6 +195,19 @@ async def finish(
         run_at=next_refresh(creds, now),
     )
     return Connected(channel, reconnected)
+
+
+def _same_account(
+    channels: Iterable[Channel], account_id: str, box: SecretBox
+) -> tuple[Channel | None, Credentials | None]:
+    """The channel already holding `account_id`, with its current credentials."""
+    for channel in channels:
+        if channel.credentials is None:
+            continue
+        held = Credentials.open(box, channel.credentials)
+        if held is not None and held.account_id == account_id:
+            return channel, held
+    return None, None
 
 
 async def _instagram_tokens(

@@ -1028,12 +1028,14 @@ class Worker:
         marks the channel NEEDS_RECONNECT, anything else is tried again in an hour."""
         channel_id = task.channel_id or ""
         async with self.db.transaction(write=False) as session:
-            platform_name = await session.scalar(
-                select(Channel.platform).where(Channel.id == channel_id)
-            )
-        platform = get_platform(platform_name) if platform_name else None
+            row = (
+                await session.execute(
+                    select(Channel.platform, Channel.workspace_id).where(Channel.id == channel_id)
+                )
+            ).one_or_none()
+        platform = get_platform(row.platform) if row is not None else None
         renew = getattr(platform, "refresh", None)
-        if renew is None:
+        if row is None or renew is None:
             async with self.db.transaction() as session:
                 await self._finish(session, [task.id], TaskStatus.CANCELED)
             return
@@ -1060,7 +1062,7 @@ class Worker:
             await self._finish(session, [task.id], TaskStatus.DONE)
             enqueue_refresh(
                 session,
-                workspace_id=await _workspace_of(session, channel_id),
+                workspace_id=row.workspace_id,
                 channel_id=channel_id,
                 run_at=next_refresh(creds, now),
             )
@@ -1161,13 +1163,6 @@ async def _lookup(
     except Exception as exc:
         return Outcome(prepared, failure, lookup_error=_describe(exc))
     return Outcome(prepared, found or failure, looked_up=True)
-
-
-async def _workspace_of(session: AsyncSession, channel_id: str) -> str:
-    workspace_id = await session.scalar(
-        select(Channel.workspace_id).where(Channel.id == channel_id)
-    )
-    return str(workspace_id)
 
 
 def _describe(exc: BaseException) -> str:
