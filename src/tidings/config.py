@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # Where people are sent to connect an account, and where the code is exchanged.
     instagram_oauth_url: str = "https://www.instagram.com/oauth/authorize"
     instagram_token_url: str = "https://api.instagram.com/oauth/access_token"
+    # Facebook Login's dialog; unset: https://www.facebook.com/<graph_api_version>/dialog/oauth.
+    # Its code is exchanged on the Facebook API (facebook_api_url), Threads' on threads_api_url.
+    facebook_oauth_url: str | None = None
+    threads_oauth_url: str = "https://threads.net/oauth/authorize"
     # How this server is reached from a browser: OAuth redirects come back under it.
     public_url: str = "http://127.0.0.1:8000"
     platform_http_timeout_seconds: float = Field(default=30, gt=0)
@@ -92,6 +96,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'tidings.db').resolve()}"
+
+    @property
+    def resolved_facebook_oauth_url(self) -> str:
+        """Where people are sent to connect Facebook Pages (and Instagram through them)."""
+        return (
+            self.facebook_oauth_url
+            or f"https://www.facebook.com/{self.graph_api_version}/dialog/oauth"
+        )
 
     @property
     def secure_cookies(self) -> bool:
