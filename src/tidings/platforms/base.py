@@ -97,11 +97,14 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class MediaLimit:
-    """What a platform takes of one kind of media (`image`, `video`): content types, and
-    bytes at most (None: no documented maximum)."""
+    """What a platform takes of one kind of media (`image`, `video`): content types, bytes
+    at most, and for a video its length in seconds at least and at most (each None: no
+    documented bound). The dry run reads a video's length from its container."""
 
     types: frozenset[str]
     max_bytes: int | None = None
+    min_seconds: float | None = None
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,9 @@ class Platform(Protocol):
     @property
     def media_limits(self) -> Mapping[str, MediaLimit]:
         """What the platform's servers accept, by kind (`image`, `video`), for the media
-        checks of a dry run (the files themselves are looked at, not their names)."""
+        checks of a dry run (the files themselves are looked at, not their names). A key
+        `<type>:<kind>` (`reel:video`, `story:video`) is the limit for posts of that type,
+        in place of the general one."""
         ...
 
     def validate(
