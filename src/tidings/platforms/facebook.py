@@ -65,7 +65,15 @@ class FacebookPlatform:
             frozenset({"image/jpeg", "image/png", "image/gif", "image/bmp", "image/tiff"}),
             10 * MB,
         ),
+        # A Page video's limits are the Page's own (`video_upload_limits`), not documented.
         "video": MediaLimit(frozenset({"video/mp4", "video/quicktime"})),
+        "reel:video": MediaLimit(
+            frozenset({"video/mp4", "video/quicktime"}), min_seconds=3, max_seconds=90
+        ),
+        # The Page Stories guide: 3 to 90 s for its videos, but a video story at most 60 s.
+        "story:video": MediaLimit(
+            frozenset({"video/mp4", "video/quicktime"}), min_seconds=3, max_seconds=60
+        ),
     }
 
     def validate(

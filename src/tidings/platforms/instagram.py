@@ -78,7 +78,14 @@ class InstagramPlatform(ContainerPlatform):
     dialect = INSTAGRAM
     media_limits = {
         "image": MediaLimit(frozenset({"image/jpeg"}), 8 * MB),
-        "video": MediaLimit(frozenset({"video/mp4", "video/quicktime"}), 300 * MB),
+        # A reel (how a feed video is published too): 3 s to 15 min. Carousel videos are
+        # held to the same, the sheet giving them no bounds of their own.
+        "video": MediaLimit(
+            frozenset({"video/mp4", "video/quicktime"}), 300 * MB, min_seconds=3, max_seconds=900
+        ),
+        "story:video": MediaLimit(
+            frozenset({"video/mp4", "video/quicktime"}), 100 * MB, min_seconds=3, max_seconds=60
+        ),
     }
 
     def validate(

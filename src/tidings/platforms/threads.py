@@ -70,7 +70,9 @@ class ThreadsPlatform(ContainerPlatform):
     needs_media = False
     media_limits = {
         "image": MediaLimit(frozenset({"image/jpeg", "image/png"}), 8 * MB),
-        "video": MediaLimit(frozenset({"video/mp4", "video/quicktime"}), 1024 * MB),
+        "video": MediaLimit(
+            frozenset({"video/mp4", "video/quicktime"}), 1024 * MB, max_seconds=300
+        ),
     }
 
     def validate(
