@@ -63,6 +63,7 @@ class InstagramEmulator(GraphEmulator):
     text_limit, carousel_max, image_suffixes = 2200, 10, (".jpg", ".jpeg")
     default_quota = 50
     refresh_grant = "ig_refresh_token"
+    exchange_grant = "ig_exchange_token"
 
     def __init__(self, *, quota_total: int | None = None, processing_polls: int = 1) -> None:
         self.quota_total = quota_total or self.default_quota
@@ -91,6 +92,15 @@ class InstagramEmulator(GraphEmulator):
         self._codes[code] = (client_id, redirect_uri, user_id)
         self.usernames[user_id] = username
         return code
+
+    def oauth_error(self, message: str) -> JSONResponse:
+        """Instagram Login's own error shape on its token endpoints."""
+        body = {"error_type": "OAuthException", "code": 400, "error_message": message}
+        return JSONResponse(body, status_code=400)
+
+    def short_token_body(self, token: str, user_id: str) -> dict[str, Any]:
+        """The code exchange's answer (Instagram's newer shape wraps it in a list)."""
+        return {"data": [{"access_token": token, "user_id": user_id, "permissions": "x"}]}
 
     def use_quota(self, user_id: str, count: int) -> None:
         """`count` posts published in the last 24 hours, as if by another tool."""
@@ -208,8 +218,7 @@ class InstagramEmulator(GraphEmulator):
         emulator = self
 
         def oauth_error(message: str) -> JSONResponse:
-            body = {"error_type": "OAuthException", "code": 400, "error_message": message}
-            return JSONResponse(body, status_code=400)
+            return emulator.oauth_error(message)
 
         @app.post("/oauth/access_token")
         async def exchange_code(request: Request) -> JSONResponse:
@@ -226,15 +235,14 @@ class InstagramEmulator(GraphEmulator):
                     return oauth_error("Invalid authorization code")
                 short = f"short-{emulator._new_id()}"
                 emulator._short[short] = (client, issued[2])
-            body = {"data": [{"access_token": short, "user_id": issued[2], "permissions": "x"}]}
-            return JSONResponse(body)
+            return JSONResponse(emulator.short_token_body(short, issued[2]))
 
         @app.get("/access_token")
         async def long_lived(request: Request) -> JSONResponse:
             """A short-lived token, for a 60-day one."""
             params = await emulator.params_of(request)
             with emulator._lock:
-                if params.get("grant_type") != "ig_exchange_token":
+                if params.get("grant_type") != emulator.exchange_grant:
                     return oauth_error("Unsupported grant_type")
                 short = emulator._short.pop(params.get("access_token", ""), None)
                 if short is None or emulator.apps.get(short[0]) != params.get("client_secret"):
@@ -382,14 +390,25 @@ class ThreadsEmulator(InstagramEmulator):
     """Threads' container publishing (graph.threads.net): `threads` / `threads_publish`,
     `status` and `error_message` on containers, `text` posts without media, carousels of 2
     to 20, 500 characters (emoji counted as their UTF-8 bytes), JPEG or PNG images, 250
-    posts per 24 h, and replies (`reply_to_id`), which have their own quota."""
+    posts per 24 h, and replies (`reply_to_id`), which have their own quota. Its OAuth is
+    Instagram Login's (code -> 1-hour token -> `th_exchange_token` 60-day token), with
+    errors in the Graph envelope."""
 
     create_path, publish_path, quota_path = "threads", "threads_publish", "threads_publishing_limit"
     status_field, error_field, text_field = "status", "error_message", "text"
     text_limit, carousel_max, image_suffixes = 500, 20, (".jpg", ".jpeg", ".png")
     default_quota = 250
     refresh_grant = "th_refresh_token"
+    exchange_grant = "th_exchange_token"
     takes_text_only = True
+
+    def oauth_error(self, message: str) -> JSONResponse:
+        """Threads' token endpoints answer with the Graph envelope."""
+        code = 190 if "token" in message.lower() else 100
+        return self.refuse(GraphFailure(Fault(400, code, None, message)), None)
+
+    def short_token_body(self, token: str, user_id: str) -> dict[str, Any]:
+        return {"access_token": token, "user_id": user_id}
 
     def check_text(self, caption: str) -> None:
         # Emoji (pictographs, dingbats, joiners, variation selectors) weigh their UTF-8 bytes.
