@@ -1,49 +1,61 @@
-"""Connecting an account by OAuth (the authorization-code flow), with the workspace's own
-app (`/platform-apps`).
+"""Connecting accounts by OAuth (the authorization-code flow), with the workspace's own app
+(`/platform-apps`). What differs per platform is a `Flow` (`channels.flows`); the steps are
+the same for every one:
 
 1. `start`: a random `state` is kept (hashed) with the person's sign-in and workspace, and
-   the browser is sent to the platform's consent page with it.
-2. `finish`: the platform sends the browser back with a `code` and the `state`. The state
-   must be this sign-in's, unused and under ten minutes old; a connection it completes
-   spends it. The code is
-   exchanged for a token, upgraded to the long-lived token, the account is read, and its
-   channel is created, or reconnected if the workspace already has one for that account
-   (same channel id, new token, ACTIVE again; a stored refresh token is never wiped).
+   with a PKCE code verifier when the flow takes one; the browser is sent to the
+   platform's consent page.
+2. The platform sends the browser back with a `code` and the `state`. `check_callback`: the
+   state must be this sign-in's and under ten minutes old. `exchange`: the code becomes
+   the accounts the person consented to (the flow's token exchange, outside any database
+   transaction: it waits on the platform). `complete`: the state is spent (once: a second
+   callback with it is refused), then
+   - one account: its channel is created, or reconnected if the workspace already has one
+     for that account (same channel id, new token, ACTIVE again; a stored refresh token
+     is never wiped);
+   - several (a Facebook consent covers Pages and their Instagram accounts): they are kept,
+     tokens sealed, as a `PendingConnection` for ten minutes, and offered to the person.
+3. `choose`: the same sign-in picks which of the offered accounts become channels (created
+   or reconnected as above); the pending connection is spent.
 
-Instagram (Instagram Login) is supported; the platforms' URLs are settings, so a local
-emulator can stand in.
+Token renewal is (re)planned for each connected channel whose connector renews its tokens
+(Instagram Login, Threads); a reconnected channel's earlier renewals are cancelled first.
 """
 
+import base64
 import hashlib
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.principal import AuthMethod, Principal
-from tidings.channels.models import Channel, ChannelStatus, OAuthState, PlatformApp
+from tidings.channels.flows import FLOWS, Account, Exchange
+from tidings.channels.models import (
+    Channel,
+    ChannelStatus,
+    OAuthState,
+    PendingConnection,
+    PlatformApp,
+)
 from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.errors import BadRequest, Forbidden
 from tidings.ids import new_id
+from tidings.platforms import get_platform
 from tidings.platforms.store import Credentials, next_refresh
+from tidings.publishing.models import Task, TaskKind, TaskStatus
 from tidings.publishing.service import enqueue_refresh
 from tidings.scheduled_posts.lifecycle import Actor
 
 STATE_LIFETIME = timedelta(minutes=10)
-#: What Tidings asks an Instagram account for: publishing, comments (first comments).
-INSTAGRAM_SCOPES = (
-    "instagram_business_basic",
-    "instagram_business_content_publish",
-    "instagram_business_manage_comments",
-)
-CONNECTABLE = frozenset({"instagram"})
+CHOICE_LIFETIME = timedelta(minutes=10)
+CONNECTABLE = frozenset(FLOWS)
 
 
 def _hash(value: str) -> str:
@@ -78,6 +90,12 @@ async def _app(
     return app.client_id, secret
 
 
+def _challenge(verifier: str) -> str:
+    """PKCE's S256 code challenge of `verifier`."""
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
 async def start(
     session: AsyncSession,
     principal: Principal,
@@ -90,35 +108,49 @@ async def start(
 ) -> str:
     """Where to send the browser: the platform's consent page, with a fresh `state`."""
     _authorize(principal, platform)
+    flow = FLOWS[platform]
     client_id, _ = await _app(session, principal.workspace_id, platform, box)
+    # Connections never finished are forgotten once they can no longer be used.
+    await session.execute(delete(OAuthState).where(OAuthState.expires_at <= now))
+    await session.execute(delete(PendingConnection).where(PendingConnection.expires_at <= now))
     state = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64) if flow.pkce else None
     session.add(
         OAuthState(
             state_hash=_hash(state),
             workspace_id=principal.workspace_id,
             session_hash=session_token_hash,
             platform=platform,
+            code_verifier=verifier,
             created_at=now,
             expires_at=now + STATE_LIFETIME,
         )
     )
     query = {
-        "client_id": client_id,
+        flow.client_id_param: client_id,
         "redirect_uri": redirect_uri(settings, platform),
-        "scope": ",".join(INSTAGRAM_SCOPES),
+        "scope": ",".join(flow.scopes),
         "response_type": "code",
         "state": state,
     }
-    return f"{settings.instagram_oauth_url}?{urlencode(query)}"
+    if verifier is not None:
+        query |= {"code_challenge": _challenge(verifier), "code_challenge_method": "S256"}
+    return f"{flow.consent_url(settings)}?{urlencode(query)}"
 
 
 @dataclass(frozen=True)
-class Connected:
-    channel: Channel
-    reconnected: bool
+class Consent:
+    """A callback whose state checked out: what exchanging its code takes."""
+
+    platform: str
+    state_hash: str
+    code: str = field(repr=False)
+    code_verifier: str | None = field(repr=False)
+    client_id: str
+    client_secret: str = field(repr=False)
 
 
-async def finish(
+async def check_callback(
     session: AsyncSession,
     principal: Principal,
     session_token_hash: str,
@@ -127,12 +159,11 @@ async def finish(
     code: str | None,
     state: str | None,
     error: str | None,
-    settings: Settings,
     box: SecretBox,
-    http: httpx.AsyncClient,
     now: datetime,
-) -> Connected:
-    """Check the state, exchange the code, and create or reconnect the account's channel."""
+) -> Consent:
+    """The state must be this sign-in's, for this platform, unused and under ten minutes
+    old; the person must have granted access. Reads only."""
     _authorize(principal, platform)
     if not state:
         raise BadRequest("the platform sent no state: start connecting again")
@@ -144,10 +175,6 @@ async def finish(
         or pending.platform != platform
     ):
         raise BadRequest("this connection was not started from this sign-in: start again")
-    # Spent by the connection it completes (a refused one is rolled back with it, and its
-    # state stays bound to this sign-in until it expires).
-    await session.delete(pending)
-    await session.flush()
     if pending.expires_at <= now:
         raise BadRequest("this connection took longer than ten minutes: start again")
     if error:
@@ -155,31 +182,219 @@ async def finish(
     if not code:
         raise BadRequest("the platform sent no code: start connecting again")
     client_id, client_secret = await _app(session, principal.workspace_id, platform, box)
-    creds, username = await _instagram_tokens(
-        http, settings, client_id, client_secret, code, redirect_uri(settings, platform), now
+    return Consent(
+        platform, pending.state_hash, code, pending.code_verifier, client_id, client_secret
     )
-    existing = (
+
+
+async def exchange(
+    consent: Consent, *, settings: Settings, http: httpx.AsyncClient, now: datetime
+) -> list[Account]:
+    """The accounts the person consented to (the platform's token exchange; no database)."""
+    accounts = await FLOWS[consent.platform].accounts(
+        Exchange(
+            http=http,
+            settings=settings,
+            client_id=consent.client_id,
+            client_secret=consent.client_secret,
+            code=consent.code,
+            redirect_uri=redirect_uri(settings, consent.platform),
+            code_verifier=consent.code_verifier,
+            now=now,
+        )
+    )
+    if not accounts:
+        raise BadRequest(
+            f"the {consent.platform} consent shared no account that can publish: connect "
+            "again and choose at least one (for Facebook, a Page you can post on)"
+        )
+    return accounts
+
+
+@dataclass(frozen=True)
+class Connected:
+    channel: Channel
+    reconnected: bool
+
+
+@dataclass(frozen=True)
+class Offered:
+    """An account a consent gave access to; `channel_id` if the workspace has it already."""
+
+    platform: str
+    account_id: str
+    name: str
+    channel_id: str | None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Several accounts to choose from, with `connection_id` (shown once) to choose with."""
+
+    connection_id: str
+    platform: str
+    expires_at: datetime
+    accounts: list[Offered]
+
+
+async def complete(
+    session: AsyncSession,
+    principal: Principal,
+    session_token_hash: str,
+    consent: Consent,
+    accounts: Sequence[Account],
+    *,
+    box: SecretBox,
+    now: datetime,
+) -> Connected | Choice:
+    """Spend the state; connect the one account, or keep several for the person to choose."""
+    spent = await session.execute(
+        delete(OAuthState).where(OAuthState.state_hash == consent.state_hash)
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        raise BadRequest("this connection was completed already: start again")
+    held = await _held(session, principal.workspace_id, {a.platform for a in accounts}, box)
+    if len(accounts) == 1:
+        return await _connect(session, principal.workspace_id, accounts[0], held, box, now)
+    token = secrets.token_urlsafe(32)
+    pending = PendingConnection(
+        token_hash=_hash(token),
+        workspace_id=principal.workspace_id,
+        session_hash=session_token_hash,
+        platform=consent.platform,
+        accounts=[
+            {
+                "platform": a.platform,
+                "accountId": a.credentials.account_id,
+                "name": a.name,
+                "credentials": a.credentials.seal(box).decode(),
+            }
+            for a in accounts
+        ],
+        created_at=now,
+        expires_at=now + CHOICE_LIFETIME,
+    )
+    session.add(pending)
+    await session.flush()
+    offered = []
+    for a in accounts:
+        found = held.get((a.platform, a.credentials.account_id))
+        offered.append(
+            Offered(a.platform, a.credentials.account_id, a.name, found[0].id if found else None)
+        )
+    return Choice(token, consent.platform, pending.expires_at, offered)
+
+
+async def choose(
+    session: AsyncSession,
+    principal: Principal,
+    session_token_hash: str,
+    platform: str,
+    *,
+    connection_id: str,
+    chosen: Sequence[tuple[str, str]],
+    box: SecretBox,
+    now: datetime,
+) -> list[Connected]:
+    """Connect the chosen `(platform, account id)` pairs among those a consent offered to
+    this sign-in; the offer is spent by the choice."""
+    _authorize(principal, platform)
+    pending = await session.get(PendingConnection, _hash(connection_id))
+    if (
+        pending is None
+        or pending.session_hash != session_token_hash
+        or pending.workspace_id != principal.workspace_id
+        or pending.platform != platform
+    ):
+        raise BadRequest(
+            "no such connection for this sign-in (it was completed already, or started "
+            "elsewhere): connect again"
+        )
+    if pending.expires_at <= now:
+        raise BadRequest("this choice was not made within ten minutes: connect again")
+    offered = {(a["platform"], a["accountId"]): a for a in pending.accounts}
+    wanted = list(dict.fromkeys(chosen))
+    for key in wanted:
+        if key not in offered:
+            choices = ", ".join(f"{p} {i}" for p, i in offered)
+            raise BadRequest(
+                f"{key[0]} account {key[1]} was not offered by this connection; offered: {choices}"
+            )
+    spent = await session.execute(
+        delete(PendingConnection).where(PendingConnection.token_hash == pending.token_hash)
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        raise BadRequest("this choice was made already: connect again")
+    held = await _held(session, principal.workspace_id, {p for p, _ in wanted}, box)
+    connected = []
+    for key in wanted:
+        item = offered[key]
+        creds = Credentials.open(box, item["credentials"].encode())
+        if creds is None:
+            raise BadRequest("this connection was sealed under another secret key: connect again")
+        account = Account(item["platform"], item["name"], creds)
+        connected.append(await _connect(session, principal.workspace_id, account, held, box, now))
+    return connected
+
+
+Held = dict[tuple[str, str], tuple[Channel, Credentials]]
+
+
+async def _held(
+    session: AsyncSession, workspace_id: str, platforms: Iterable[str], box: SecretBox
+) -> Held:
+    """The workspace's channels on `platforms`, by (platform, account id), with their
+    current credentials (channels whose tokens this key cannot open are left out)."""
+    channels = (
         await session.execute(
             select(Channel).where(
-                Channel.workspace_id == principal.workspace_id,
-                Channel.platform == platform,
+                Channel.workspace_id == workspace_id, Channel.platform.in_(set(platforms))
             )
         )
     ).scalars()
-    channel, old = _same_account(existing, creds.account_id, box)
-    reconnected = channel is not None
-    if channel is not None:
-        if old is not None and old.refresh_token and not creds.refresh_token:
+    held: Held = {}
+    for channel in channels:
+        opened = Credentials.open(box, channel.credentials) if channel.credentials else None
+        if opened is not None:
+            held.setdefault((channel.platform, opened.account_id), (channel, opened))
+    return held
+
+
+async def _connect(
+    session: AsyncSession,
+    workspace_id: str,
+    account: Account,
+    held: Held,
+    box: SecretBox,
+    now: datetime,
+) -> Connected:
+    """Create the account's channel, or reconnect the one the workspace has for it."""
+    creds = account.credentials
+    found = held.get((account.platform, creds.account_id))
+    if found is not None:
+        channel, old = found
+        if old.refresh_token and not creds.refresh_token:
             creds = replace(creds, refresh_token=old.refresh_token)  # never wiped
         channel.credentials = creds.seal(box)
         channel.status = ChannelStatus.ACTIVE
         channel.updated_at = now
+        # Renewals planned for the old token (or for another login) are replaced below.
+        await session.execute(
+            update(Task)
+            .where(
+                Task.channel_id == channel.id,
+                Task.kind == TaskKind.REFRESH_TOKEN,
+                Task.status == TaskStatus.PENDING,
+            )
+            .values(status=TaskStatus.CANCELED, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
     else:
         channel = Channel(
             id=new_id("ch"),
-            workspace_id=principal.workspace_id,
-            platform=platform,
-            name=f"@{username}" if username else f"Instagram {creds.account_id}",
+            workspace_id=workspace_id,
+            platform=account.platform,
+            name=account.name,
             status=ChannelStatus.ACTIVE,
             options={},
             credentials=creds.seal(box),
@@ -187,94 +402,14 @@ async def finish(
             updated_at=now,
         )
         session.add(channel)
+    held[(account.platform, creds.account_id)] = (channel, creds)
     await session.flush()
-    enqueue_refresh(
-        session,
-        workspace_id=principal.workspace_id,
-        channel_id=channel.id,
-        run_at=next_refresh(creds, now),
-    )
-    return Connected(channel, reconnected)
-
-
-def _same_account(
-    channels: Iterable[Channel], account_id: str, box: SecretBox
-) -> tuple[Channel | None, Credentials | None]:
-    """The channel already holding `account_id`, with its current credentials."""
-    for channel in channels:
-        if channel.credentials is None:
-            continue
-        held = Credentials.open(box, channel.credentials)
-        if held is not None and held.account_id == account_id:
-            return channel, held
-    return None, None
-
-
-async def _instagram_tokens(
-    http: httpx.AsyncClient,
-    settings: Settings,
-    client_id: str,
-    client_secret: str,
-    code: str,
-    redirect: str,
-    now: datetime,
-) -> tuple[Credentials, str | None]:
-    """Code -> short-lived token -> long-lived (60-day) token -> the account."""
-    short = await _json(
-        http.post(
-            settings.instagram_token_url,
-            data={
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "grant_type": "authorization_code",
-                "redirect_uri": redirect,
-                "code": code,
-            },
-        ),
-        "exchanging the code",
-    )
-    if isinstance(short.get("data"), list) and short["data"]:
-        short = short["data"][0]  # the newer shape wraps it in a list
-    host = settings.instagram_api_url.rstrip("/")
-    long = await _json(
-        http.get(
-            f"{host}/access_token",
-            params={
-                "grant_type": "ig_exchange_token",
-                "client_secret": client_secret,
-                "access_token": str(short.get("access_token", "")),
-            },
-        ),
-        "getting the long-lived token",
-    )
-    token = str(long.get("access_token", ""))
-    me = await _json(
-        http.get(
-            f"{host}/{settings.graph_api_version}/me",
-            params={"fields": "user_id,username"},
-            headers={"Authorization": f"Bearer {token}"},
-        ),
-        "reading the account",
-    )
-    account = str(me.get("user_id") or me.get("id") or short.get("user_id") or "")
-    if not token or not account:
-        raise BadRequest("Instagram answered without a token or an account")
-    expires_in = long.get("expires_in")
-    expires_at = now + timedelta(seconds=expires_in) if isinstance(expires_in, int) else None
-    creds = Credentials(account_id=account, access_token=token, expires_at=expires_at)
-    return creds, me.get("username")
-
-
-async def _json(request: Any, what: str) -> dict[str, Any]:
-    try:
-        response = await request
-    except httpx.HTTPError as exc:
-        raise BadRequest(f"the platform could not be reached while {what}: {exc}") from exc
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.is_error or not isinstance(body, dict):
-        detail = body.get("error_message") or body.get("error") if isinstance(body, dict) else None
-        raise BadRequest(f"the platform refused while {what} ({response.status_code}: {detail})")
-    return body
+    refreshes = getattr(get_platform(account.platform), "refreshes", None)
+    if refreshes is not None and refreshes(creds):
+        enqueue_refresh(
+            session,
+            workspace_id=workspace_id,
+            channel_id=channel.id,
+            run_at=next_refresh(creds, now),
+        )
+    return Connected(channel, found is not None)

@@ -10,11 +10,14 @@ from tidings.auth.deps import CurrentPrincipal
 from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.channels.schemas import (
+    AccountChoice,
+    AccountChoiceMade,
     ChannelCheck,
     ChannelCreate,
     ChannelList,
     ChannelOut,
     ChannelUpdate,
+    OfferedAccount,
     PlatformAppList,
     PlatformAppOut,
     PlatformAppSet,
@@ -63,7 +66,7 @@ async def add_channel(
     return _out(channel)
 
 
-@router.get("/connect/{platform}", status_code=status.HTTP_302_FOUND)
+@router.get("/connect/{platform}", status_code=status.HTTP_302_FOUND, openapi_extra=WRITES)
 async def connect_account(
     platform: str,
     request: Request,
@@ -85,7 +88,7 @@ async def connect_account(
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
 
 
-@router.get("/connect/{platform}/callback", response_model=ChannelOut, openapi_extra=WRITES)
+@router.get("/connect/{platform}/callback", response_model=ChannelOut | AccountChoice)
 async def connect_account_callback(
     platform: str,
     request: Request,
@@ -95,24 +98,67 @@ async def connect_account_callback(
     code: str | None = None,
     oauth_state: Annotated[str | None, Query(alias="state")] = None,
     error: str | None = None,
-) -> ChannelOut:
+) -> ChannelOut | AccountChoice:
     """Where the platform sends the browser back: the account's channel, created (or
-    reconnected, keeping its id)."""
+    reconnected, keeping its id); or, when the consent covers several accounts (Facebook
+    Pages and their Instagram accounts), the accounts to choose from."""
+    sign_in = _sign_in_of(request)
+    consent = await connect.check_callback(
+        session,
+        principal,
+        sign_in,
+        platform,
+        code=code,
+        state=oauth_state,
+        error=error,
+        box=state.box,
+        now=utcnow(),
+    )
     async with httpx.AsyncClient(timeout=state.settings.platform_http_timeout_seconds) as http:
-        connected = await connect.finish(
-            session,
-            principal,
-            _sign_in_of(request),
-            platform,
-            code=code,
-            state=oauth_state,
-            error=error,
-            settings=state.settings,
-            box=state.box,
-            http=http,
-            now=utcnow(),
+        accounts = await connect.exchange(consent, settings=state.settings, http=http, now=utcnow())
+    # The request's transaction only read (it did not hold SQLite's write lock while the
+    # platform answered); what the exchange brought is written in a short one of its own.
+    async with state.db.transaction() as writing:
+        outcome = await connect.complete(
+            writing, principal, sign_in, consent, accounts, box=state.box, now=utcnow()
         )
-    return _out(connected.channel)
+        if isinstance(outcome, connect.Connected):
+            return _out(outcome.channel)
+        return AccountChoice(
+            connectionId=outcome.connection_id,
+            platform=outcome.platform,
+            expiresAt=outcome.expires_at,
+            accounts=[
+                OfferedAccount(
+                    platform=a.platform, accountId=a.account_id, name=a.name, channelId=a.channel_id
+                )
+                for a in outcome.accounts
+            ],
+        )
+
+
+@router.post("/connect/{platform}/choose", response_model=ChannelList)
+async def choose_accounts(
+    platform: str,
+    body: AccountChoiceMade,
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+) -> ChannelList:
+    """Choose which of the accounts a consent offered become channels (the same sign-in,
+    within ten minutes, once): their channels, created or reconnected."""
+    connected = await connect.choose(
+        session,
+        principal,
+        _sign_in_of(request),
+        platform,
+        connection_id=body.connectionId,
+        chosen=[(a.platform, a.accountId) for a in body.accounts],
+        box=state.box,
+        now=utcnow(),
+    )
+    return ChannelList(data=[_out(c.channel) for c in connected])
 
 
 def _sign_in_of(request: Request) -> str:

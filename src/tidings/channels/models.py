@@ -61,3 +61,21 @@ class OAuthState(Base):
     code_verifier: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class PendingConnection(Base):
+    """A consent that gave access to several accounts, waiting for the person to choose
+    which become channels; bound to the sign-in and workspace like the state, used once,
+    for ten minutes. Only the SHA-256 of its token (the `connectionId` the person chooses
+    with) is kept. `accounts`: `[{"platform", "accountId", "name", "credentials"}]`, each
+    account's credentials sealed (a Fernet token) as a channel's are."""
+
+    __tablename__ = "pending_connections"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    session_hash: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(32))
+    accounts: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

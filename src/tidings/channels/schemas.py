@@ -69,3 +69,33 @@ class PlatformAppOut(BaseModel):
 
 class PlatformAppList(BaseModel):
     data: list[PlatformAppOut]
+
+
+class OfferedAccount(BaseModel):
+    """An account a consent gave access to. `channelId` names the workspace's channel for
+    it, if there is one (choosing it reconnects that channel)."""
+
+    platform: str
+    accountId: str
+    name: str
+    channelId: str | None
+
+
+class AccountChoice(BaseModel):
+    """The consent covers several accounts: choose which become channels with
+    `POST /channels/connect/{platform}/choose`, within ten minutes, from this sign-in."""
+
+    connectionId: str
+    platform: str
+    expiresAt: datetime
+    accounts: list[OfferedAccount]
+
+
+class ChosenAccount(RequestModel):
+    platform: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    accountId: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class AccountChoiceMade(RequestModel):
+    connectionId: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    accounts: Annotated[list[ChosenAccount], Field(min_length=1, max_length=1000)]
