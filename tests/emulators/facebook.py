@@ -5,8 +5,12 @@ message twice in a row is refused as a duplicate, 506), `/{page}/photos` (publis
 `published=false` to attach later; JPEG, PNG, GIF, BMP, TIFF), `/{page}/videos` (by
 `file_url`), reels through `/{page}/video_reels` (start -> upload to the returned URL with a
 `file_url` header and `Authorization: OAuth` -> finish, 30 per 24 h per Page; processing
-takes `processing_polls` status reads), comments, and reading back the feed, videos and
-each object. Errors use the Graph envelope; the Page's token is its account.
+takes `processing_polls` status reads), Page stories (`/{page}/photo_stories` with the id
+of an unpublished photo; `/{page}/video_stories` start -> upload -> finish, the story
+listed once processed; a photo or video is used for one story only, and a video story
+must be MP4 or MOV), comments, and reading back the feed, videos, stories
+(`/{page}/stories`) and each object. Errors use the Graph envelope; the Page's token is
+its account.
 """
 
 import asyncio
@@ -48,6 +52,20 @@ class Video:
     finished: bool = False
     polls_left: int = 0
     description: str = ""
+    story_post_id: str | None = None  # a video story's, from its finish on
+
+
+@dataclass
+class Story:
+    post_id: str
+    page: str
+    media_id: str
+    media_type: str  # photo, video
+    created_time: datetime
+
+    @property
+    def url(self) -> str:
+        return f"https://www.facebook.com/stories/{self.page}/{self.post_id}"
 
 
 class FacebookEmulator(GraphEmulator):
@@ -60,6 +78,7 @@ class FacebookEmulator(GraphEmulator):
         self.photos: dict[str, dict[str, Any]] = {}
         self.videos: dict[str, Video] = {}
         self.reels_at: dict[str, list[datetime]] = {}
+        self.stories: dict[str, Story] = {}
         super().__init__()
 
     def posts_of(self, page: str) -> list[PagePost]:
@@ -133,8 +152,47 @@ class FacebookEmulator(GraphEmulator):
         self.reels_at[page].append(self.now())
         return {"success": True}
 
+    def stories_of(self, page: str) -> list[Story]:
+        return [s for s in self.stories.values() if s.page == page]
+
+    def _story(self, page: str, media_id: str, media_type: str, post_id: str) -> None:
+        self.stories[post_id] = Story(post_id, page, media_id, media_type, self.now())
+
+    def photo_story(self, page: str, params: dict[str, str]) -> dict[str, Any]:
+        self._take_fault("photo_stories")
+        photo = self.photos.get(params.get("photo_id", ""))
+        if photo is None or photo["page"] != page:
+            raise GraphFailure(Fault(400, 100, None, "Invalid photo_id"))
+        if photo["published"]:  # used by a post (or a story) already
+            raise GraphFailure(Fault(400, 100, None, "The photo was already published"))
+        photo["published"] = True
+        post_id = self._new_id()
+        self._story(page, params["photo_id"], "photo", post_id)
+        return {"success": True, "post_id": post_id}
+
+    def video_story(self, page: str, params: dict[str, str]) -> dict[str, Any]:
+        phase = params.get("upload_phase")
+        self._take_fault(f"video_stories_{phase}")
+        if phase == "start":
+            video = Video(self._new_id(), page, reel=False)
+            self.videos[video.id] = video
+            return {"video_id": video.id, "upload_url": f"{self.url}/video-upload/v25.0/{video.id}"}
+        if phase != "finish":
+            raise GraphFailure(Fault(400, 100, None, "upload_phase must be start or finish"))
+        video = self.videos.get(params.get("video_id", ""))
+        if video is None or video.page != page or video.uploaded_from is None:
+            raise GraphFailure(Fault(400, 100, None, "The video has not been uploaded"))
+        if video.finished:
+            raise GraphFailure(Fault(400, 100, None, "The video was already published"))
+        video.finished, video.polls_left = True, self.processing_polls
+        video.story_post_id = self._new_id()
+        return {"success": True, "post_id": video.story_post_id}
+
     def status(self, video: Video) -> dict[str, Any]:
         self._take_fault("status")
+        playable = (video.uploaded_from or "").split("?")[0].lower().endswith((".mp4", ".mov"))
+        if video.story_post_id and not playable:
+            return {"id": video.id, "status": {"video_status": "error"}}
         if not video.finished:
             phase = "not_started"
             state = "upload_complete" if video.uploaded_from else "uploading"
@@ -146,9 +204,16 @@ class FacebookEmulator(GraphEmulator):
             if video.reel and not any(p.id == video.id for p in self.posts.values()):
                 post = PagePost(video.id, video.page, video.description, self.now(), "reel")
                 self.posts[post.id] = post
+            if video.story_post_id and video.story_post_id not in self.stories:
+                self._story(video.page, video.id, "video", video.story_post_id)
+        uploading = "complete" if video.uploaded_from else "not_started"
         return {
             "id": video.id,
-            "status": {"video_status": state, "publishing_phase": {"status": phase}},
+            "status": {
+                "video_status": state,
+                "uploading_phase": {"status": uploading},
+                "publishing_phase": {"status": phase},
+            },
             "permalink_url": f"https://www.facebook.com/reel/{video.id}",
         }
 
@@ -218,6 +283,31 @@ class FacebookEmulator(GraphEmulator):
         async def reels(version: str, page: str, request: Request) -> JSONResponse:
             return await handle(request, on_page(page, emulator.reel))
 
+        async def late(answer: JSONResponse) -> JSONResponse:
+            if emulator.publish_delay and answer.status_code == 200:
+                await asyncio.sleep(emulator.publish_delay)  # done; the answer comes late
+            return answer
+
+        @app.post("/{version}/{page}/photo_stories")
+        async def photo_stories(version: str, page: str, request: Request) -> JSONResponse:
+            return await late(await handle(request, on_page(page, emulator.photo_story)))
+
+        @app.post("/{version}/{page}/video_stories")
+        async def video_stories(version: str, page: str, request: Request) -> JSONResponse:
+            params = await emulator.params_of(request)
+            answer = await handle(request, on_page(page, emulator.video_story))
+            return await late(answer) if params.get("upload_phase") == "finish" else answer
+
+        @app.get("/{version}/{page}/stories")
+        async def read_stories(version: str, page: str, request: Request) -> JSONResponse:
+            def work(user: str, params: dict[str, str]) -> dict[str, Any]:
+                own(user, page)
+                emulator._take_fault("read_stories")
+                mine = sorted(emulator.stories_of(page), key=lambda s: s.created_time)
+                return {"data": [_story_json(s) for s in reversed(mine)]}
+
+            return await handle(request, work)
+
         @app.post("/video-upload/{version}/{video_id}")
         async def upload(version: str, video_id: str, request: Request) -> JSONResponse:
             def work(user: str, params: dict[str, str]) -> dict[str, Any]:
@@ -265,6 +355,17 @@ class FacebookEmulator(GraphEmulator):
             return await handle(request, work)
 
         return app
+
+
+def _story_json(story: Story) -> dict[str, Any]:
+    return {
+        "post_id": story.post_id,
+        "status": "PUBLISHED",
+        "creation_time": str(int(story.created_time.timestamp())),
+        "media_type": story.media_type,
+        "media_id": story.media_id,
+        "url": story.url,
+    }
 
 
 def _post_json(post: PagePost) -> dict[str, Any]:

@@ -10,8 +10,12 @@ from tests.emulators.facebook import FacebookEmulator
 from tests.platforms.connectors import account_channel, context_for, publish, rules_of, served
 from tests.world import World
 from tidings.platforms.base import (
+    ChannelFacts,
+    MediaItem,
     PlatformContext,
+    PostContent,
     PostType,
+    TargetContent,
 )
 from tidings.platforms.facebook import FacebookPlatform
 
@@ -99,6 +103,88 @@ async def test_a_reel_is_started_uploaded_by_url_finished_and_waited_for(
     assert emulator.count("status") >= 3  # processing, processing, then complete
 
 
+async def test_a_photo_story_is_an_unpublished_photo_made_a_story(
+    world: World, context: PlatformContext, emulator: FacebookEmulator
+) -> None:
+    channel = await page_channel(world)
+    doc = await publish(world, context, channel, {"caption": "Today only"}, type="STORY")
+    assert doc["status"] == "PUBLISHED", doc
+    [story] = emulator.stories_of(PAGE)
+    [(photo_id, photo)] = emulator.photos.items()
+    assert (story.media_type, story.media_id, photo["url"]) == ("photo", photo_id, PHOTO)
+    target = doc["mediumsData"][channel]
+    assert (target["externalPostId"], target["externalUrl"]) == (story.post_id, story.url)
+    assert emulator.posts_of(PAGE) == []  # a story, not a post on the Page's feed
+
+
+async def test_a_video_story_is_started_uploaded_by_url_finished_and_waited_for(
+    world: World, context: PlatformContext, emulator: FacebookEmulator
+) -> None:
+    channel = await page_channel(world)
+    body = {"caption": "Behind the scenes"}
+    doc = await publish(world, context, channel, body, type="STORY", media=VIDEO, mediaType="VIDEO")
+    assert doc["status"] == "PUBLISHED", doc
+    [video] = emulator.videos.values()
+    [story] = emulator.stories_of(PAGE)
+    assert (video.uploaded_from, story.media_type, story.media_id) == (VIDEO, "video", video.id)
+    assert doc["mediumsData"][channel]["externalPostId"] == story.post_id
+    assert emulator.count("status") >= 3  # processing, processing, then complete
+
+
+@pytest.mark.parametrize("media", [PHOTO, VIDEO])
+async def test_a_story_whose_answer_is_lost_is_found_among_the_stories_not_posted_again(
+    world: World, context: PlatformContext, emulator: FacebookEmulator, media: str
+) -> None:
+    emulator.publish_delay = 2.5  # longer than the connector's 1 s HTTP timeout
+    channel = await page_channel(world)
+    doc = await publish(world, context, channel, {"caption": "Once"}, type="STORY", media=media)
+    assert doc["status"] == "PUBLISHED", doc
+    [story] = emulator.stories_of(PAGE)
+    target = doc["mediumsData"][channel]
+    assert (target["externalPostId"], target["attemptCount"]) == (story.post_id, 1)
+    if media == PHOTO:
+        assert (emulator.count("photos"), emulator.count("photo_stories")) == (1, 1)
+    else:
+        assert emulator.count("video_stories_start") == 1
+        assert emulator.count("video_stories_finish") == 1
+
+
+async def test_a_refused_story_is_retried_with_the_photo_already_uploaded(
+    world: World, context: PlatformContext, emulator: FacebookEmulator
+) -> None:
+    emulator.fail("photo_stories", 2, message="Service temporarily unavailable")
+    emulator.fail("video_stories_finish", 1, message="An unknown error occurred")
+    channel = await page_channel(world)
+    photo = await publish(world, context, channel, {"caption": "Again"}, type="STORY")
+    body = {"caption": "Again"}
+    video = await publish(world, context, channel, body, type="STORY", media=VIDEO)
+    assert [photo["status"], video["status"]] == ["PUBLISHED", "PUBLISHED"]
+    assert photo["mediumsData"][channel]["attemptCount"] == 2
+    assert video["mediumsData"][channel]["attemptCount"] == 2
+    assert len(emulator.stories_of(PAGE)) == 2
+    # One photo uploaded, one video started and uploaded: each retry went on with them.
+    assert (emulator.count("photos"), emulator.count("video_stories_start")) == (1, 1)
+    assert len(emulator.videos) == 1
+
+
+async def test_story_media_facebook_cannot_use_fails_for_good(
+    world: World, context: PlatformContext, emulator: FacebookEmulator
+) -> None:
+    channel = await page_channel(world)
+    webm = "https://cdn.example.com/clip.webm"
+    video = await publish(world, context, channel, {"caption": "x"}, type="STORY", media=webm)
+    emulator.fail("photo_stories", 100, message="Invalid parameter")
+    photo = await publish(world, context, channel, {"caption": "y"}, type="STORY")
+    for doc, code in ((video, "FB_VIDEO_FAILED"), (photo, "FB_INVALID_PARAMETER")):
+        target = doc["mediumsData"][channel]
+        assert (target["status"], target["errorCode"], target["attemptCount"]) == (
+            "FAILED",
+            code,
+            1,
+        )
+    assert emulator.stories_of(PAGE) == []
+
+
 async def test_a_lost_answer_is_found_on_the_page_not_posted_again(
     world: World, context: PlatformContext, emulator: FacebookEmulator
 ) -> None:
@@ -163,5 +249,16 @@ def test_facebook_rules() -> None:
     assert rules(media=[PHOTO, VIDEO]) == ["facebook.mixed_media"]
     assert rules(media=["https://cdn.example.com/a.webp"]) == ["facebook.photo_format"]
     assert rules(media=[PHOTO], type=PostType.REEL) == ["facebook.reel_needs_video"]
-    assert rules(media=[PHOTO], type=PostType.STORY) == ["facebook.post_type"]
+    assert rules(media=[PHOTO], type=PostType.STORY) == []
+    assert rules(media=[VIDEO], type=PostType.STORY) == []
+    assert rules(media=[PHOTO, PHOTO], type=PostType.STORY) == ["facebook.story_media"]
+    assert rules(media=[], type=PostType.STORY) == ["facebook.story_media"]
+    assert rules(media=["https://cdn.example.com/s.webp"], type=PostType.STORY) == [
+        "facebook.photo_format"
+    ]
+    story = PostContent(PostType.STORY, [MediaItem(PHOTO)], None, scheduled_for=None)
+    commented = TargetContent("ch_test", "Hi", "First!")
+    channel = ChannelFacts("ch_test", "facebook", "Test", "ACTIVE")
+    found = FacebookPlatform().validate(story, commented, channel)
+    assert [p.rule for p in found] == ["facebook.first_comment"]
     assert rules(media=[PHOTO], options={"link": "https://e.com"}) == ["facebook.link"]
