@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # How this server is reached from a browser: OAuth redirects come back under it.
     public_url: str = "http://127.0.0.1:8000"
     platform_http_timeout_seconds: float = Field(default=30, gt=0)
+    # Bytes per part when a video is uploaded to TikTok (FILE_UPLOAD): 5 to 64 MiB.
+    tiktok_chunk_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=5 * 1024 * 1024, le=64 * 1024 * 1024
+    )
     health_max_lag_seconds: float = Field(default=60, gt=0)
     health_max_heartbeat_age_seconds: float = Field(default=30, gt=0)
 

@@ -28,6 +28,7 @@ ALLOWED = {
     (T.PENDING, T.CANCELED),
     (T.PENDING, T.FAILED),
     (T.PUBLISHING, T.PUBLISHED),
+    (T.PUBLISHING, T.SENT_TO_INBOX),
     (T.PUBLISHING, T.FAILED),
     (T.PUBLISHING, T.UNKNOWN),
     (T.PUBLISHING, T.PENDING),
@@ -45,8 +46,9 @@ def test_target_moves_are_exactly_the_documented_ones(current: T, new: T) -> Non
             move_target(current, new)
 
 
-def test_published_failed_and_canceled_are_final() -> None:
-    assert [s for s in T if not TARGET_MOVES[s]] == [T.PUBLISHED, T.FAILED, T.CANCELED]
+def test_published_sent_to_inbox_failed_and_canceled_are_final() -> None:
+    final = [T.PUBLISHED, T.SENT_TO_INBOX, T.FAILED, T.CANCELED]
+    assert [s for s in T if not TARGET_MOVES[s]] == final
 
 
 @pytest.mark.parametrize(
@@ -59,6 +61,9 @@ def test_published_failed_and_canceled_are_final() -> None:
         ([T.UNKNOWN, T.PUBLISHED], PostStatus.PUBLISHING),
         ([T.PUBLISHED, T.PUBLISHED], PostStatus.PUBLISHED),
         ([T.PUBLISHED, T.CANCELED], PostStatus.PUBLISHED),
+        ([T.SENT_TO_INBOX], PostStatus.PUBLISHED),
+        ([T.PUBLISHED, T.SENT_TO_INBOX], PostStatus.PUBLISHED),
+        ([T.SENT_TO_INBOX, T.FAILED], PostStatus.PARTIALLY_PUBLISHED),
         ([T.FAILED], PostStatus.FAILED),
         ([T.FAILED, T.CANCELED], PostStatus.FAILED),
         ([T.PUBLISHED, T.FAILED], PostStatus.PARTIALLY_PUBLISHED),
@@ -89,11 +94,12 @@ def test_post_status_properties(targets: list[T]) -> None:
     unfinished = {T.PENDING, T.PUBLISHING, T.UNKNOWN}
     if status in final:
         assert not unfinished & set(targets)
-    # Published means something went out; failed means nothing did.
+    # Published means something went out (or to an inbox, as asked); failed means nothing did.
+    delivered = {T.PUBLISHED, T.SENT_TO_INBOX}
     if status in (PostStatus.PUBLISHED, PostStatus.PARTIALLY_PUBLISHED):
-        assert T.PUBLISHED in targets
+        assert delivered & set(targets)
     if status is PostStatus.FAILED:
-        assert T.PUBLISHED not in targets
+        assert not delivered & set(targets)
 
 
 POLICY = RetryPolicy(

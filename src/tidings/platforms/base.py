@@ -1,5 +1,6 @@
 """What every platform connector offers, and the plain values its rules are checked on."""
 
+import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -161,6 +162,9 @@ class Published:
     external_url: str | None
     published_at: datetime
     request_id: str | None = None
+    #: Handed to the account's owner to finish in the platform's app (TikTok's inbox), not
+    #: posted: `external_post_id` is then the platform's handle of the upload.
+    sent_to_inbox: bool = False
 
 
 class PublishFailure(Exception):
@@ -210,6 +214,8 @@ class Endpoints:
     #: up to 30 s, and how long to wait for it in all before trying again later.
     poll_every: float = 2.0
     poll_for: float = 300.0
+    #: Bytes per part of a TikTok FILE_UPLOAD (5 to 64 MiB; a video under 5 MiB goes whole).
+    tiktok_chunk_bytes: int = 16 * 1024 * 1024
 
 
 class PlatformContext:
@@ -224,6 +230,11 @@ class PlatformContext:
         self.endpoints = endpoints or Endpoints()
         self.box = box
         self._http: httpx.AsyncClient | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """One lock per `key` in this process (say, a channel whose token is being renewed)."""
+        return self._locks.setdefault(key, asyncio.Lock())
 
     @property
     def http(self) -> httpx.AsyncClient:

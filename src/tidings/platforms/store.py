@@ -6,6 +6,7 @@ handle must be on disk before the call it protects, whatever happens to the work
 """
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +89,49 @@ async def save_credentials(ctx: PlatformContext, channel_id: str, creds: Credent
         await session.execute(
             update(Channel).where(Channel.id == channel_id).values(credentials=creds.seal(ctx.box))
         )
+
+
+async def renew_credentials(
+    ctx: PlatformContext,
+    channel_id: str,
+    renew: Callable[[Credentials], Awaitable[Credentials | None]],
+) -> Credentials:
+    """Renew a channel's tokens one renewal at a time, and store the result before anyone
+    can use the old ones again: what rotating refresh tokens need (TikTok's work once).
+
+    `renew` gets the stored credentials and returns new ones, or None when they need no
+    renewal (another call has just renewed them). Calls are serialised per channel within
+    the process; on PostgreSQL the channel's row is also locked (`FOR UPDATE`) across the
+    renewal, so workers on other machines wait and then see the new tokens. (SQLite has one
+    process, and holding its write lock over a network call would stall every writer.)
+    """
+    from tidings.channels.models import Channel  # (the models import the platforms)
+
+    async with ctx.lock(f"credentials:{channel_id}"):
+        if ctx.db.is_sqlite:
+            current = await credentials(ctx, channel_id)
+            renewed = await renew(current)
+            if renewed is None:
+                return current
+            await save_credentials(ctx, channel_id, renewed)
+            return renewed
+        assert ctx.box is not None, "renewing tokens needs the secret key"
+        async with ctx.db.transaction() as session:
+            sealed = await session.scalar(
+                select(Channel.credentials).where(Channel.id == channel_id).with_for_update()
+            )
+            opened = Credentials.open(ctx.box, sealed) if sealed is not None else None
+            if opened is None:
+                return await credentials(ctx, channel_id)  # raises: nothing to renew
+            renewed = await renew(opened)
+            if renewed is None:
+                return opened
+            await session.execute(
+                update(Channel)
+                .where(Channel.id == channel_id)
+                .values(credentials=renewed.seal(ctx.box))
+            )
+            return renewed
 
 
 async def load_state(ctx: PlatformContext, post_id: str, channel_id: str) -> dict[str, Any]:

@@ -82,14 +82,15 @@ async def cancel_post_tasks(session: AsyncSession, post_id: str, now: datetime) 
 def mark_published(
     session: AsyncSession, post: ScheduledPost, target: Target, result: Published
 ) -> None:
-    """A target is live: keep the platform's ids, then queue its first comment, if any."""
-    target.status = TargetStatus.PUBLISHED
+    """A target is live (or in its owner's inbox): keep the platform's ids, then queue its
+    first comment, if any."""
+    target.status = TargetStatus.SENT_TO_INBOX if result.sent_to_inbox else TargetStatus.PUBLISHED
     target.external_post_id = result.external_post_id
     target.external_url = result.external_url
     target.published_at = result.published_at
     target.error_code = None
     target.error_message = None
-    if target.first_comment:
+    if target.first_comment and not result.sent_to_inbox:
         target.first_comment_status = "PENDING"
         enqueue_target_task(
             session,

@@ -16,6 +16,9 @@ class TargetStatus(StrEnum):
     PENDING = "PENDING"
     PUBLISHING = "PUBLISHING"
     PUBLISHED = "PUBLISHED"
+    # Handed to the account's owner to finish in the platform's app (TikTok's inbox): done
+    # on Tidings' side, but not a live post.
+    SENT_TO_INBOX = "SENT_TO_INBOX"
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"  # the outcome cannot be determined: a person decides
     CANCELED = "CANCELED"
@@ -27,14 +30,17 @@ T = TargetStatus
 #: PENDING → FAILED is a missed window; UNKNOWN leaves only by a person's decision.
 TARGET_MOVES: dict[TargetStatus, frozenset[TargetStatus]] = {
     T.PENDING: frozenset({T.PUBLISHING, T.CANCELED, T.FAILED}),
-    T.PUBLISHING: frozenset({T.PUBLISHED, T.FAILED, T.UNKNOWN, T.PENDING}),
+    T.PUBLISHING: frozenset({T.PUBLISHED, T.SENT_TO_INBOX, T.FAILED, T.UNKNOWN, T.PENDING}),
     T.UNKNOWN: frozenset({T.PUBLISHED, T.PENDING}),
     T.PUBLISHED: frozenset(),
+    T.SENT_TO_INBOX: frozenset(),
     T.FAILED: frozenset(),
     T.CANCELED: frozenset(),
 }
 
 UNFINISHED = frozenset({T.PENDING, T.PUBLISHING, T.UNKNOWN})
+#: What counts as done well: live, or in the owner's inbox as asked.
+DELIVERED = frozenset({T.PUBLISHED, T.SENT_TO_INBOX})
 
 
 class TargetMoveRefused(Exception):
@@ -52,8 +58,8 @@ def post_status(targets: Iterable[TargetStatus], *, started: bool = False) -> Po
 
     Nothing started yet (`started`: no platform call was ever made): SCHEDULED. Anything
     still pending, in flight or unknown after that: PUBLISHING. Otherwise, over the targets
-    that were not cancelled: all published is PUBLISHED, all failed is FAILED, a mix is
-    PARTIALLY_PUBLISHED.
+    that were not cancelled: all published (or sent to an inbox, as asked) is PUBLISHED,
+    all failed is FAILED, a mix is PARTIALLY_PUBLISHED.
     """
     states = list(targets)
     if not states:
@@ -65,7 +71,7 @@ def post_status(targets: Iterable[TargetStatus], *, started: bool = False) -> Po
         return PostStatus.SCHEDULED
     if any(s in UNFINISHED for s in live):
         return PostStatus.PUBLISHING
-    if all(s is T.PUBLISHED for s in live):
+    if all(s in DELIVERED for s in live):
         return PostStatus.PUBLISHED
     if all(s is T.FAILED for s in live):
         return PostStatus.FAILED

@@ -84,6 +84,7 @@ from tidings.publishing.models import (
 )
 from tidings.publishing.service import derived_post_status, enqueue_refresh, mark_published
 from tidings.publishing.states import (
+    DELIVERED,
     ErrorKind,
     Next,
     RetryPolicy,
@@ -150,6 +151,7 @@ def platform_context(settings: Settings, db: Database) -> PlatformContext:
             tiktok=settings.tiktok_api_url,
             graph_version=settings.graph_api_version,
             http_timeout=settings.platform_http_timeout_seconds,
+            tiktok_chunk_bytes=settings.tiktok_chunk_bytes,
         ),
         box=SecretBox(settings.resolved_secret_key),
     )
@@ -894,7 +896,7 @@ class Worker:
                 ended.append(attempt)
                 retry_at = await self._apply(session, post, target, attempt, outcome, now)
                 self._settle(post, now)
-                if self.metrics is not None and target.status is TargetStatus.PUBLISHED:
+                if self.metrics is not None and target.status in DELIVERED:
                     self.metrics.published.inc()
                 if self.metrics is not None and target.status is TargetStatus.FAILED:
                     self.metrics.failed.inc()

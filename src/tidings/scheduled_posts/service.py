@@ -650,7 +650,13 @@ async def dry_run(
         for target in targets:
             channel = channels.get(target.channel_id)
             platform = get_platform(channel.platform) if channel is not None else None
+            if channel is None:
+                continue
+            # A platform may look at the target too (TikTok: the creator's options now).
+            per_target = getattr(platform, "live_target_problems", None)
             check = getattr(platform, "live_problems", None)
-            if channel is not None and check is not None:
+            if per_target is not None:
+                problems.extend(await per_target(live, content, target, channel))
+            elif check is not None:
                 problems.extend(await check(live, channel))
     return problems
