@@ -29,6 +29,7 @@ from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.platforms.store import Credentials
+from tidings.publishing.models import Task, TaskKind
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Membership, Workspace
 
@@ -353,12 +354,22 @@ def test_channels_add_with_a_token_obtained_elsewhere(
 ) -> None:
     ws = make_workspace(database_url)
     add = ["channels", "add", "--workspace", ws, "--platform", "instagram", "--name", "Brand"]
-    added, no_token, half = tidings_each(
+    tiktok = [*add[:4], "--platform", "tiktok", "--name", "Brand"]
+    added, no_token, half, with_refresh = tidings_each(
         env,
         [
             [*add, "--account-id", "1784", "--access-token", "IGQ-secret", "--json"],
             [*add, "--json"],
             [*add, "--access-token", "IGQ-secret"],
+            [
+                *tiktok,
+                "--account-id",
+                "-000Oz",
+                "--access-token",
+                "act.x",
+                "--refresh-token",
+                "rft.y",
+            ],
         ],
         cwd=tmp_path,
     )
@@ -366,7 +377,10 @@ def test_channels_add_with_a_token_obtained_elsewhere(
     assert (result["platform"], result["status"]) == ("instagram", "ACTIVE")
     assert "access token" in json.loads(failed(no_token))["message"]
     assert "--account-id and --access-token go together" in failed(half)
-    [sealed] = in_db(database_url, select(Channel.credentials))
+    assert "(tiktok: Brand)" in with_refresh.stdout
+    [sealed] = in_db(
+        database_url, select(Channel.credentials).where(Channel.platform == "instagram")
+    )
     assert b"IGQ-secret" not in sealed[0]  # encrypted at rest
     opened = Credentials.open(SecretBox(SECRET_KEY), sealed[0])
     assert opened is not None
@@ -375,6 +389,14 @@ def test_channels_add_with_a_token_obtained_elsewhere(
         "IGQ-secret",
         None,
     )
+    # A token that can be renewed has its renewal planned (TikTok's rotate: kept alive daily).
+    [(kind, channel_platform)] = in_db(
+        database_url,
+        select(Task.kind, Channel.platform)
+        .join(Channel, Channel.id == Task.channel_id)
+        .where(Channel.platform == "tiktok"),
+    )
+    assert (kind, channel_platform) == (TaskKind.REFRESH_TOKEN, "tiktok")
 
 
 def test_apps_set(env: dict[str, str], database_url: str, tmp_path: Path) -> None:

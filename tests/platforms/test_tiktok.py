@@ -396,7 +396,7 @@ async def test_a_renewal_task_rotates_the_tokens_and_a_refused_one_needs_reconne
 ) -> None:
     await set_app(world)
     refresh = issue_refresh_token(tiktok)
-    channel = await tiktok_channel(world, refresh_token=None)
+    channel = await tiktok_channel(world)
     async with world.db.transaction() as session:
         row = await session.get(Channel, channel)
         assert row is not None
