@@ -18,6 +18,7 @@ from tests.emulators.server import EmulatorServer
 from tests.emulators.tiktok import MB, TikTokEmulator, media_app
 from tests.platforms.connectors import account_channel, context_for, publish, rules_of
 from tests.platforms.test_refresh import refresh_tasks, run_due_refreshes, stored
+from tests.scheduled_posts.videos import media_host, mp4_file
 from tests.world import World
 from tidings.channels.models import Channel
 from tidings.platforms.base import MediaType, PlatformContext, PostType
@@ -423,28 +424,35 @@ async def test_a_renewal_task_rotates_the_tokens_and_a_refused_one_needs_reconne
     assert status == "NEEDS_RECONNECT"
 
 
-async def test_a_dry_run_asks_the_creator_live(
-    world: World, tiktok: TikTokEmulator, media: str
-) -> None:
-    tiktok.creators[OPEN_ID].privacy_level_options = ["FOLLOWER_OF_CREATOR", "SELF_ONLY"]
-    tiktok.creators[OPEN_ID].stitch_disabled = True
+async def test_a_dry_run_asks_the_creator_live(world: World, tiktok: TikTokEmulator) -> None:
+    creator = tiktok.creators[OPEN_ID]
+    creator.privacy_level_options = ["FOLLOWER_OF_CREATOR", "SELF_ONLY"]
+    creator.stitch_disabled = True
+    creator.max_video_post_duration_sec = 180
     channel = await tiktok_channel(world)
     state = world.state
     settings = state.settings
     state.settings = settings.model_copy(update={"tiktok_api_url": tiktok.url})
-    body = world.post_body(
-        media=f"{media}/small.mp4",
-        mediaType="VIDEO",
-        channels={channel: {"caption": "x", "options": PUBLIC | {"disable_stitch": False}}},
-    )
-    r = await world.api().post("/scheduled-posts/validate", json=body)
-    assert r.status_code == 200, r.text
-    assert r.json()["valid"] is True  # the rules alone are met
-    r = await world.api().post("/scheduled-posts/validate?live=true", json=body)
-    rules = [p["rule"] for p in r.json()["problems"]]
-    assert rules == ["tiktok.privacy_level_not_offered", "tiktok.interaction_disabled"], r.json()
-    assert "FOLLOWER_OF_CREATOR, SELF_ONLY" in r.json()["problems"][0]["message"]
+    app, _ = media_host({"long.mp4": ("video/mp4", mp4_file(240, moov_first=False, media=MB))})
+    with EmulatorServer(app) as host:
+        body = world.post_body(
+            media=f"{host.url}/long.mp4",
+            mediaType="VIDEO",
+            channels={channel: {"caption": "x", "options": PUBLIC | {"disable_stitch": False}}},
+        )
+        r = await world.api().post("/scheduled-posts/validate", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["valid"] is True  # the rules alone are met
+        r = await world.api().post("/scheduled-posts/validate?live=true", json=body)
     state.settings = settings
+    problems = r.json()["problems"]
+    assert [p["rule"] for p in problems] == [
+        "tiktok.privacy_level_not_offered",
+        "tiktok.interaction_disabled",
+        "tiktok.video_too_long_for_creator",
+    ], problems
+    assert "FOLLOWER_OF_CREATOR, SELF_ONLY" in problems[0]["message"]
+    assert "240 s long" in problems[2]["message"]
 
 
 # --- rules ---------------------------------------------------------------------------------

@@ -430,7 +430,11 @@ class TikTokPlatform:
     needs_media = True
     media_limits = {
         "image": MediaLimit(frozenset({"image/jpeg", "image/webp"}), 20 * MB),
-        "video": MediaLimit(frozenset({"video/mp4", "video/quicktime", "video/webm"}), 4096 * MB),
+        # The 3 s minimum is unconfirmed (a third-party figure); the maximum is each
+        # creator's own (`max_video_post_duration_sec`), checked live.
+        "video": MediaLimit(
+            frozenset({"video/mp4", "video/quicktime", "video/webm"}), 4096 * MB, min_seconds=3
+        ),
     }
 
     def validate(
@@ -801,7 +805,8 @@ class TikTokPlatform:
         self, ctx: PlatformContext, post: PostContent, target: TargetContent, channel: ChannelFacts
     ) -> list[Problem]:
         """What the creator allows now, against what the target asks for: the privacy level
-        among their options, and interactions they have switched off."""
+        among their options, interactions they have switched off, and the longest video they
+        may post (read from the video's container, where it says)."""
         problems = Problems(self.name, channel)
         try:
             creator = await (await self._api(ctx, channel.id)).creator()
@@ -827,6 +832,17 @@ class TikTokPlatform:
                     "interaction_disabled",
                     f"@{creator.username} has turned off {name.removeprefix('disable_')}s; "
                     f"{name} cannot be false",
+                )
+        longest = creator.max_video_post_duration_sec
+        if longest and post.media and not _is_photo_post(post):
+            from tidings.scheduled_posts.media_check import video_length  # (it imports us)
+
+            seconds = await video_length(ctx.http, post.media[0].url)
+            if seconds is not None and seconds > longest:
+                problems.add(
+                    "video_too_long_for_creator",
+                    f"the video is {seconds:.0f} s long; @{creator.username} may post videos "
+                    f"of {longest} s at most",
                 )
         return problems
 
