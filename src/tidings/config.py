@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # Its code is exchanged on the Facebook API (facebook_api_url), Threads' on threads_api_url.
     facebook_oauth_url: str | None = None
     threads_oauth_url: str = "https://threads.net/oauth/authorize"
+    # TikTok's consent page (Login Kit); its code is exchanged on tiktok_api_url.
+    tiktok_oauth_url: str = "https://www.tiktok.com/v2/auth/authorize/"
     # How this server is reached from a browser: OAuth redirects come back under it.
     public_url: str = "http://127.0.0.1:8000"
     platform_http_timeout_seconds: float = Field(default=30, gt=0)

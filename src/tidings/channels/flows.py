@@ -9,6 +9,9 @@ the choice among several accounts, and creating or reconnecting the channels.
   -> `/me`: one account, renewed with `ig_refresh_token`.
 - Threads: code -> 1-hour token -> 60-day token (`th_exchange_token`) -> `/me`: one account,
   renewed with `th_refresh_token`.
+- TikTok (with PKCE): code + verifier -> a token pair (`/v2/oauth/token/`) for the
+  creator's `open_id` -> `/v2/user/info/`: one account, renewed with its refresh token,
+  which TikTok rotates.
 - Facebook Login: code -> short-lived user token -> long-lived user token
   (`fb_exchange_token`) -> the person's Pages (`/me/accounts`, every page of it), each with
   its Page token, which does not expire when taken with a long-lived user token; a Page's
@@ -264,6 +267,59 @@ def _page_accounts(page: Any) -> list[Account]:
     return found
 
 
+# --- TikTok -----------------------------------------------------------------------------
+
+
+async def _tiktok(x: Exchange) -> list[Account]:
+    """TikTok (Login Kit, PKCE): the code and its verifier give a token pair with its own
+    lifetimes (hours for the access token, months for the refresh token, which TikTok
+    rotates), for the creator `open_id`; their username is read from `/v2/user/info/`."""
+    host = x.settings.tiktok_api_url.rstrip("/")
+    pair = await _json(
+        x.http.post(
+            f"{host}/v2/oauth/token/",
+            data={
+                "client_key": x.client_id,
+                "client_secret": x.client_secret,
+                "code": x.code,
+                "grant_type": "authorization_code",
+                "redirect_uri": x.redirect_uri,
+                "code_verifier": x.code_verifier or "",
+            },
+        ),
+        "exchanging the code",
+    )
+    token, open_id = pair.get("access_token"), pair.get("open_id")
+    if not isinstance(token, str) or not token or not open_id:
+        raise BadRequest(f"tiktok refused while exchanging the code ({_reason(pair)})")
+    info = await _json(
+        x.http.get(
+            f"{host}/v2/user/info/",
+            params={"fields": "open_id,username,display_name"},
+            headers={"Authorization": f"Bearer {token}"},
+        ),
+        "reading the account",
+    )
+    user = (info.get("data") or {}).get("user") or {}
+    username = user.get("username")
+
+    def after(seconds: object) -> datetime | None:
+        return x.now + timedelta(seconds=seconds) if isinstance(seconds, int) else None
+
+    refresh = pair.get("refresh_token")
+    creds = Credentials(
+        account_id=str(open_id),
+        access_token=token,
+        refresh_token=refresh if isinstance(refresh, str) else None,
+        expires_at=after(pair.get("expires_in")),
+        refresh_expires_at=after(pair.get("refresh_expires_in")),
+        extra={"scope": str(pair.get("scope") or "")}
+        | ({"username": str(username)} if username else {}),
+    )
+    name = f"@{username}" if username else str(user.get("display_name") or f"TikTok {open_id}")
+    return [Account("tiktok", name, creds)]
+
+
 FLOWS: dict[str, Flow] = {
     "instagram": Flow(
         consent_url=lambda s: s.instagram_oauth_url,
@@ -297,6 +353,14 @@ FLOWS: dict[str, Flow] = {
             "business_management",
         ),
         accounts=_facebook,
+    ),
+    "tiktok": Flow(
+        consent_url=lambda s: s.tiktok_oauth_url,
+        # Who consented, posting directly, and sending to the inbox (auto_publish: false).
+        scopes=("user.info.basic", "video.publish", "video.upload"),
+        accounts=_tiktok,
+        pkce=True,
+        client_id_param="client_key",
     ),
 }
 
