@@ -103,6 +103,28 @@ async def test_a_reel_is_started_uploaded_by_url_finished_and_waited_for(
     assert emulator.count("status") >= 3  # processing, processing, then complete
 
 
+async def test_a_reel_still_processing_when_its_attempt_ends_is_waited_for_not_redone(
+    world: World, context: PlatformContext, emulator: FacebookEmulator
+) -> None:
+    """The attempt gives up polling (2 s here); the engine's next attempt goes on with the
+    recorded reel instead of starting another."""
+    emulator.processing_polls = 12
+    channel = await page_channel(world)
+    doc = await publish(
+        world,
+        context,
+        channel,
+        {"caption": "Slow reel"},
+        type="REEL",
+        media=VIDEO,
+        mediaType="VIDEO",
+    )
+    assert doc["status"] == "PUBLISHED", doc
+    [video] = emulator.videos.values()
+    assert doc["mediumsData"][channel]["externalPostId"] == video.id
+    assert emulator.count("video_reels_start") == 1
+
+
 async def test_a_photo_story_is_an_unpublished_photo_made_a_story(
     world: World, context: PlatformContext, emulator: FacebookEmulator
 ) -> None:

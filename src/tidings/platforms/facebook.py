@@ -135,9 +135,13 @@ class FacebookPlatform:
         if kind == "video_story":
             return await self._video_story(api, request, state)
         if state.get("video_id") and kind == "reel":
-            found = await self._reel(api, state["video_id"])
-            if found is not None:
-                return found
+            # The reel was started and uploaded: go on with it, never start a second one.
+            video_id = str(state["video_id"])
+            status = await self._video_status(api, video_id)
+            if (status.get("publishing_phase") or {}).get("status") in ("in_progress", "complete"):
+                still = graph.still_processing(PREFIX, ctx, unknown=True)
+                return await graph.poll(ctx, lambda: self._reel(api, video_id), still)
+            return await self._finish_reel(api, page, video_id, message, target)
         intent = {"kind": kind, "message": message, "created_at": utcnow().isoformat()}
         if kind == "reel":
             start = await api.call("POST", f"{page}/video_reels", {"upload_phase": "start"})
