@@ -340,6 +340,25 @@ class InstagramEmulator(GraphEmulator):
                 {"data": data, "paging": {"cursors": {"before": "b", "after": "a"}}}, user
             )
 
+        @app.get("/{version}/{object_id}/replies")
+        async def replies(version: str, object_id: str, request: Request) -> JSONResponse:
+            """Threads: the replies to a post (all by the account here)."""
+            params, user = await emulator.params_of(request), None
+            try:
+                with emulator._lock:
+                    user = emulator._user_of(request, params)
+                    emulator._take_fault("replies")
+                    media = emulator.media.get(object_id)
+                    if media is None or media.user != user:
+                        raise GraphFailure(Fault(400, 100, 33, "Unsupported get request"))
+                    data = [
+                        {"id": c["id"], "text": c["text"], "is_reply_owned_by_me": True}
+                        for c in media.comments
+                    ]
+            except GraphFailure as failure:
+                return emulator.refuse(failure, user)
+            return emulator.answer({"data": data}, user)
+
         @app.post("/{version}/{object_id}/comments")
         async def comment(version: str, object_id: str, request: Request) -> JSONResponse:
             params, user = await emulator.params_of(request), None

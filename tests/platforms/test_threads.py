@@ -57,6 +57,20 @@ async def test_a_text_post_needs_no_media_and_its_first_comment_is_a_reply(
     assert reply["text"] == "Changelog in the link"
 
 
+async def test_a_reply_whose_answer_is_lost_is_found_not_posted_again(
+    world: World, context: PlatformContext, emulator: ThreadsEmulator
+) -> None:
+    emulator.publish_delay = 2.5  # every publish answers after the connector's 1 s timeout
+    channel = await threads_channel(world)
+    doc = await publish(world, context, channel, {"caption": "Post", "firstComment": "Reply"})
+    assert doc["status"] == "PUBLISHED", doc
+    [post] = emulator.posts_of(ACCOUNT)
+    [reply] = post.comments
+    target = doc["mediumsData"][channel]
+    assert target["firstCommentStatus"] == "PUBLISHED", target
+    assert target["firstCommentId"] == reply["id"]
+
+
 async def test_a_mixed_carousel_and_a_video(
     world: World, context: PlatformContext, emulator: ThreadsEmulator
 ) -> None:

@@ -147,8 +147,18 @@ class ThreadsPlatform(ContainerPlatform):
     async def post_comment(
         self, ctx: PlatformContext, channel: ChannelFacts, external_post_id: str, text: str
     ) -> str:
-        """A reply: its own container, published like a post."""
+        """A reply: its own container, published like a post. Threads takes no idempotency
+        key, so a reply of ours with the same text already under the post (an earlier
+        attempt whose answer was lost) is that reply, not one to post again."""
         api = await self.client(ctx, channel.id)
+        found = await api.call(
+            "GET",
+            f"{external_post_id}/replies",
+            {"fields": "id,text,is_reply_owned_by_me", "limit": "100"},
+        )
+        for reply in found.get("data") or []:
+            if reply.get("is_reply_owned_by_me") and reply.get("text") == text:
+                return str(reply["id"])
         container = await api.create(
             {"media_type": "TEXT", "text": text, "reply_to_id": external_post_id}
         )

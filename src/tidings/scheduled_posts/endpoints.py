@@ -66,6 +66,9 @@ def to_document(post: ScheduledPost) -> ScheduledPostOut:
                 attemptCount=t.attempt_count,
                 errorCode=t.error_code,
                 errorMessage=t.error_message,
+                firstCommentStatus=t.first_comment_status,
+                firstCommentId=t.first_comment_id,
+                firstCommentError=t.first_comment_error,
             )
             for t in post.targets
         },

@@ -136,6 +136,10 @@ class MediumData(BaseModel):
     attemptCount: int
     errorCode: str | None
     errorMessage: str | None
+    #: The first comment's result once the post is live: PENDING, PUBLISHED or FAILED.
+    firstCommentStatus: str | None = None
+    firstCommentId: str | None = None
+    firstCommentError: str | None = None
 
 
 class ScheduledPostOut(BaseModel):
