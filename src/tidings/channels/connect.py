@@ -208,7 +208,8 @@ async def exchange(
             f"the {consent.platform} consent shared no account that can publish: connect "
             "again and choose at least one (for Facebook, a Page you can post on)"
         )
-    return accounts
+    # Once each, should a listing name an account twice (a Page across two listings).
+    return list({(a.platform, a.credentials.account_id): a for a in accounts}.values())
 
 
 @dataclass(frozen=True)
