@@ -280,7 +280,7 @@ async def test_the_choice_belongs_to_its_sign_in_role_and_ten_minutes(
     assert r.status_code == 400
     r = await owner.post("/channels/connect/threads/choose", json=body)  # another platform's
     assert r.status_code == 400
-    r = await owner.post("/channels/connect/tiktok/choose", json=body)
+    r = await owner.post("/channels/connect/mastodon/choose", json=body)
     assert r.status_code == 400
     assert "not supported" in r.json()["message"]
     async with world.db.transaction() as session:
