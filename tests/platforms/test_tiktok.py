@@ -424,6 +424,25 @@ async def test_a_renewal_task_rotates_the_tokens_and_a_refused_one_needs_reconne
     assert status == "NEEDS_RECONNECT"
 
 
+async def test_a_renewal_planned_for_a_token_that_cannot_be_renewed_is_dropped(
+    world: World, context: PlatformContext, tiktok: TikTokEmulator
+) -> None:
+    """Without a refresh token there is nothing to renew: the channel is not marked
+    NEEDS_RECONNECT for it (its access token may well still work)."""
+    channel = await tiktok_channel(world)
+    from tidings.publishing.service import enqueue_refresh
+
+    async with world.db.transaction() as session:
+        enqueue_refresh(
+            session, workspace_id=world.workspace_id, channel_id=channel, run_at=datetime.now(UTC)
+        )
+    await run_due_refreshes(world, context, channel)
+    status, _ = await stored(world, channel)
+    assert status == "ACTIVE"
+    assert [t.status.value for t in await refresh_tasks(world, channel)] == ["CANCELED"]
+    assert tiktok.count("token") == 0
+
+
 async def test_a_dry_run_asks_the_creator_live(world: World, tiktok: TikTokEmulator) -> None:
     creator = tiktok.creators[OPEN_ID]
     creator.privacy_level_options = ["FOLLOWER_OF_CREATOR", "SELF_ONLY"]

@@ -24,6 +24,7 @@ no revert can race a call.
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -70,7 +71,7 @@ from tidings.platforms.base import (
     PublishRequest,
     TargetContent,
 )
-from tidings.platforms.store import next_refresh
+from tidings.platforms.store import credentials, next_refresh
 from tidings.publishing.gcpause import GcPause
 from tidings.publishing.limits import Limits
 from tidings.publishing.metrics import EngineMetrics
@@ -1037,6 +1038,12 @@ class Worker:
             ).one_or_none()
         platform = get_platform(row.platform) if row is not None else None
         renew = getattr(platform, "refresh", None)
+        renews = getattr(platform, "refreshes", None)
+        if renew is not None and renews is not None:
+            # A channel whose token is not renewed this way (any more) has nothing to do; one
+            # without a usable token is left to the renewal, which says so.
+            with contextlib.suppress(PublishFailure):
+                renew = renew if renews(await credentials(self.context, channel_id)) else None
         if row is None or renew is None:
             async with self.db.transaction() as session:
                 await self._finish(session, [task.id], TaskStatus.CANCELED)
