@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint format postgres bench clean
+.PHONY: install serve test lint format postgres chromium bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,15 @@ serve: $(STAMP)
 postgres:
 	scripts/ensure-postgres
 
+chromium:
+	scripts/ensure-chromium
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint postgres
+test: lint postgres chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 format: $(STAMP)

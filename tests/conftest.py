@@ -9,8 +9,10 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +42,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def run_apart(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to completion in a thread of its own: the browser tests' Playwright
+    keeps an event loop running in the main thread, where `asyncio.run` is refused."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, work()).result()
+
+
 def postgres_admin(statement: str, url: str = ADMIN_URL) -> None:
     """Run one statement outside a transaction (CREATE/DROP DATABASE) on the server at `url`."""
 
@@ -52,7 +61,7 @@ def postgres_admin(statement: str, url: str = ADMIN_URL) -> None:
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    run_apart(run)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +88,7 @@ def _empty_postgres(url: str) -> None:
         finally:
             await db.dispose()
 
-    asyncio.run(run())
+    run_apart(run)
 
 
 @pytest.fixture(params=BACKENDS)

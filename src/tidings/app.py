@@ -32,6 +32,7 @@ from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
 from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
 from tidings.state import AppState
 from tidings.timefmt import utcnow
+from tidings.web import pages as web_pages
 
 log = logging.getLogger("tidings")
 _UNPARSABLE_BODY = "There was an error parsing the body"
@@ -67,7 +68,9 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as `{"message"}` or the 422 `{"error": [...]}` shape, never a trace."""
 
     @app.exception_handler(TidingsError)
-    async def _tidings_error(_: Request, exc: TidingsError) -> JSONResponse:
+    async def _tidings_error(request: Request, exc: TidingsError) -> Response:
+        if web_pages.is_web(request):
+            return web_pages.error_page(request, exc.status_code, exc.message)
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -75,7 +78,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_validation_error(exc), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if web_pages.is_web(request):
+            return web_pages.error_page(request, exc.status_code, str(exc.detail))
         if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
             # FastAPI's own answer to a body it cannot decode (not UTF-8, absurd nesting).
             error = RequestShapeError("the body is not valid JSON", [], "json_invalid")
@@ -104,8 +109,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"message": "database unavailable; try again"}, status_code=503)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("unhandled error", exc_info=exc)
+        if web_pages.is_web(request):
+            return web_pages.error_page(request, 500, "Something went wrong on our side.")
         return JSONResponse({"message": "internal error"}, status_code=500)
 
 
@@ -156,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(platform_apps_router)
     app.include_router(scheduled_posts_router)
     app.include_router(sandbox_router)
+    web_pages.install(app)
 
     @app.get("/health", tags=["operations"])
     async def health(state: StateDep) -> JSONResponse:

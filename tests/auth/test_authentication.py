@@ -379,9 +379,9 @@ def _protected_endpoints(app: FastAPI) -> list[tuple[str, str]]:
     endpoints = []
     for route in iter_route_contexts(app.routes):
         assert route.path, f"unexpected route {route!r}: check its authentication"
-        assert route.methods, f"unexpected route {route!r}: check its authentication"
-        if route.path in PUBLIC_PATHS:
+        if route.path in PUBLIC_PATHS or _is_page(route.path):
             continue
+        assert route.methods, f"unexpected route {route!r}: check its authentication"
         path = re.sub(r"\{[^}]+\}", "dummy_00000000", route.path)
         endpoints.extend((method, path) for method in sorted(route.methods or ()))
     return endpoints
@@ -412,6 +412,40 @@ async def test_every_route_requires_authentication(
         if r.status_code != 401 or set(r.json()) != {"message"} or not r.json()["message"]:
             refused.append((method, path, r.status_code, r.text))
     assert refused == []
+
+
+def _is_page(path: str) -> bool:
+    """The web app's pages (and their static files): a missing session sends the browser to
+    sign in rather than answering 401 (see `test_every_page_needs_a_session`)."""
+    return path == "/" or path.startswith(("/app", "/static"))
+
+
+PUBLIC_PAGES = {"/", "/app/setup", "/app/signin", "/static"}
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"Cookie": "tidings_session=not-a-session"}, {"Authorization": "Bearer key_x.secret"}],
+    ids=["none", "unknown-session", "api-key"],
+)
+async def test_every_page_needs_a_session(
+    app: FastAPI, client: httpx.AsyncClient, credentials: dict[str, str]
+) -> None:
+    pages = []
+    for route in iter_route_contexts(app.routes):
+        if not _is_page(route.path) or route.path in PUBLIC_PAGES:
+            continue
+        path = re.sub(r"\{[^}]+\}", "dummy_00000000", route.path)
+        pages.extend((method, path) for method in sorted(getattr(route, "methods", None) or ()))
+    assert ("GET", "/app") in pages
+    assert ("POST", "/app/signout") in pages
+    sent_elsewhere = []
+    for method, path in pages:
+        r = await client.request(method, path, headers=credentials)
+        location = r.headers.get("location", "")
+        if r.status_code != 303 or not location.startswith("/app/signin?next="):
+            sent_elsewhere.append((method, path, r.status_code, location))
+    assert sent_elsewhere == []
 
 
 async def test_public_endpoints_need_no_credentials(client: httpx.AsyncClient) -> None:

@@ -15,6 +15,8 @@ class User(TimestampMixin, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
+    # Where the person reads times in the web app (IANA); None: the workspace's timezone.
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class UserSession(Base):
