@@ -6,15 +6,24 @@ the pages looked like."""
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, run_apart
 from tests.emulators.server import EmulatorServer
 from tidings.app import create_app
+from tidings.auth import service as auth_service
+from tidings.channels import service as channel_service
 from tidings.config import Settings
+from tidings.crypto import SecretBox
+from tidings.db.engine import Database
+from tidings.workspaces import service as workspace_service
+from tidings.workspaces.models import Role
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
@@ -59,3 +68,75 @@ def shot(page: Page, name: str, request: pytest.FixtureRequest) -> Path:
     path = SHOTS / f"{test}-{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class Team:
+    """A workspace set up behind the browser's back: one person per role (`email[role]`,
+    all with `PASSWORD`), an API key (`token`) and a sandbox channel."""
+
+    workspace_id: str
+    email: dict[str, str]
+    token: str
+    channel_id: str
+
+
+@pytest.fixture
+def team(live: str, database_url: str) -> Team:
+    """Acme (Europe/Paris), set up in the database the live app serves."""
+    found: dict[str, Any] = {}
+
+    async def build() -> None:
+        db = Database.connect(database_url)
+        now = datetime.now(UTC)
+        try:
+            async with db.transaction() as session:
+                ws = await workspace_service.create_workspace(
+                    session, "Acme", now, timezone="Europe/Paris"
+                )
+                emails = {}
+                for role in Role:
+                    email = f"{role.value}@acme.example.com"
+                    await workspace_service.add_member(
+                        session,
+                        workspace_id=ws.id,
+                        email=email,
+                        password=PASSWORD,
+                        role=role,
+                        now=now,
+                    )
+                    emails[role.value] = email
+                issued = await auth_service.create_api_key(
+                    session, SecretBox(TEST_SECRET_KEY), ws.id, "ci", now
+                )
+                channel = await channel_service.add_channel(
+                    session,
+                    workspace_id=ws.id,
+                    platform="sandbox",
+                    name="Demo feed",
+                    options={},
+                    now=now,
+                )
+                found.update(
+                    workspace_id=ws.id,
+                    email=emails,
+                    token=f"{issued.key.id}.{issued.secret}",
+                    channel_id=channel.id,
+                )
+        finally:
+            await db.dispose()
+
+    run_apart(build)
+    return Team(**found)
+
+
+def sign_in(page: Page, team: Team, role: str = "owner") -> None:
+    """Sign in through the form as the team's person with `role`."""
+    page.goto("/app/signin")
+    page.get_by_label("Email").fill(team.email[role])
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/app(\?.*)?$"))

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import shot
+from tests.web.conftest import Team, shot, sign_in
 
 EMAIL, PASSWORD = "owner@acme.example.com", "correct horse battery"
 
@@ -83,3 +83,13 @@ def test_an_unknown_page_is_a_page_and_the_api_stays_json(page: Page) -> None:
     answer = page.request.get("/scheduled-posts")
     assert answer.status == 401
     assert answer.json()["message"].startswith("authentication required")
+
+
+def test_each_role_signs_in_to_its_workspace(page: Page, team: Team) -> None:
+    for role in ("viewer", "editor"):
+        sign_in(page, team, role)
+        expect(page.get_by_text(f"Acme · {role} · Europe/Paris")).to_be_visible()
+        # A viewer composes nothing: the link is not even shown.
+        compose = page.get_by_role("navigation").get_by_role("link", name="Compose")
+        expect(compose).to_have_count(0 if role == "viewer" else 1)
+        page.get_by_role("button", name="Sign out").click()
