@@ -6,9 +6,16 @@ from fastapi import APIRouter, Request, Response, status
 
 from tidings.auth import service
 from tidings.auth.deps import SESSION_COOKIE, CurrentPrincipal, require_session
-from tidings.auth.schemas import LoginRequest, LoginResponse, WhoAmI
+from tidings.auth.schemas import (
+    LoginRequest,
+    LoginResponse,
+    OwnSettings,
+    OwnSettingsOut,
+    WhoAmI,
+)
 from tidings.db.session import SessionDep, StateDep
 from tidings.timefmt import utcnow
+from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Membership
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -74,4 +81,19 @@ async def me(principal: CurrentPrincipal) -> WhoAmI:
         method=principal.method.value,
         userId=principal.user_id,
         apiKeyId=principal.api_key_id,
+    )
+
+
+@router.patch("/me", response_model=OwnSettingsOut)
+async def update_me(
+    body: OwnSettings, principal: CurrentPrincipal, session: SessionDep
+) -> OwnSettingsOut:
+    """Set your own timezone (a signed-in person; null or "" goes back to the workspace's)."""
+    require_session(principal)
+    user = await workspace_service.set_own_timezone(session, principal, body.timezone, utcnow())
+    workspace = await workspace_service.get_workspace(session, principal.workspace_id)
+    return OwnSettingsOut(
+        userId=user.id,
+        timezone=user.timezone,
+        effectiveTimezone=user.timezone or workspace.timezone,
     )

@@ -1,6 +1,9 @@
 """Request and response bodies of the /auth routes."""
 
-from pydantic import BaseModel, Field
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
 
 from tidings.schemas import RequestModel
 
@@ -26,3 +29,45 @@ class WhoAmI(BaseModel):
     method: str
     userId: str | None
     apiKeyId: str | None
+
+
+class ApiKeyOut(BaseModel):
+    """A key as listed: never its secret."""
+
+    id: str
+    name: str
+    createdAt: datetime
+    revokedAt: datetime | None
+
+
+class ApiKeyList(BaseModel):
+    data: list[ApiKeyOut]
+
+
+class ApiKeyCreate(RequestModel):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ApiKeyIssued(BaseModel):
+    """A new key. `secret` (and `token`, `<id>.<secret>`) are shown in this answer only."""
+
+    id: str
+    name: str
+    createdAt: datetime
+    secret: str
+    token: str
+
+
+OwnTimezone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+
+
+class OwnSettings(RequestModel):
+    timezone: OwnTimezone | None = Field(
+        description="Your own IANA timezone; null or empty: the workspace's."
+    )
+
+
+class OwnSettingsOut(BaseModel):
+    userId: str
+    timezone: str | None = Field(description="Your own timezone; null: the workspace's.")
+    effectiveTimezone: str = Field(description="Where the web app shows you times.")

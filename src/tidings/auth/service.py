@@ -4,6 +4,7 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.auth.models import ApiKey, User, UserSession
 from tidings.auth.principal import AuthMethod, Principal
 from tidings.crypto import SecretBox
-from tidings.errors import NotFound, Unauthorized
+from tidings.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from tidings.ids import new_id
 from tidings.scheduled_posts.lifecycle import Actor
 from tidings.timefmt import parse_iso_instant
@@ -245,3 +246,47 @@ async def authenticate_session(
 async def logout(session: AsyncSession, record: UserSession) -> None:
     await session.delete(record)
     await session.flush()
+
+
+# --- Managing keys (the /api-keys API and the settings page) --------------------------------
+
+
+def authorize_manage_keys(principal: Principal) -> None:
+    """Owners and admins, signed in, manage keys: a key never lists, makes or revokes keys."""
+    if principal.actor is Actor.API_KEY:
+        raise Forbidden("API keys cannot manage API keys; an owner or admin can, signed in")
+    if principal.actor not in (Actor.OWNER, Actor.ADMIN):
+        raise Forbidden(f"role {principal.actor.value} cannot manage API keys; owner or admin can")
+
+
+async def list_api_keys(session: AsyncSession, principal: Principal) -> Sequence[ApiKey]:
+    """The workspace's keys, newest first (revoked ones too, marked so)."""
+    authorize_manage_keys(principal)
+    result = await session.execute(
+        select(ApiKey)
+        .where(ApiKey.workspace_id == principal.workspace_id)
+        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+    )
+    return result.scalars().all()
+
+
+async def issue_api_key(
+    session: AsyncSession, principal: Principal, box: SecretBox, name: str, now: datetime
+) -> IssuedKey:
+    """A new key for the workspace; its secret is in the answer and nowhere else."""
+    authorize_manage_keys(principal)
+    name = name.strip()
+    if not name:
+        raise BadRequest("name the key (e.g. what will use it)")
+    return await create_api_key(session, box, principal.workspace_id, name, now)
+
+
+async def revoke_workspace_key(
+    session: AsyncSession, principal: Principal, key_id: str, now: datetime
+) -> ApiKey:
+    """Revoke one of the workspace's keys (another workspace's is not found)."""
+    authorize_manage_keys(principal)
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.workspace_id != principal.workspace_id:
+        raise NotFound(f"API key {key_id} not found")
+    return await revoke_api_key(session, key_id, now)
