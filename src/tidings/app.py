@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings import __version__
 from tidings.auth.endpoints import router as auth_router
+from tidings.auth.keys import router as api_keys_router
 from tidings.channels.endpoints import apps_router as platform_apps_router
 from tidings.channels.endpoints import router as channels_router
 from tidings.config import Settings
@@ -33,6 +34,7 @@ from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
 from tidings.state import AppState
 from tidings.timefmt import utcnow
 from tidings.web import pages as web_pages
+from tidings.workspaces.endpoints import members_router, workspace_router
 
 log = logging.getLogger("tidings")
 _UNPARSABLE_BODY = "There was an error parsing the body"
@@ -163,6 +165,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(platform_apps_router)
     app.include_router(scheduled_posts_router)
     app.include_router(sandbox_router)
+    app.include_router(api_keys_router)
+    app.include_router(members_router)
+    app.include_router(workspace_router)
     web_pages.install(app)
 
     @app.get("/health", tags=["operations"])
