@@ -1,5 +1,160 @@
-"""Channels: connecting, checking and reconnecting accounts; a sandbox channel's feed."""
+"""Channels: the workspace's accounts, checking and (re)connecting them, adding a sandbox
+channel, and a sandbox channel's feed (what the fake network shows, live)."""
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from tidings.channels import connect, service
+from tidings.channels.models import Channel, ChannelStatus
+from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
+from tidings.publishing.worker import platform_context
+from tidings.sandbox import service as sandbox_service
+from tidings.sandbox.models import SandboxPost
+from tidings.timefmt import utcnow
+from tidings.web.deps import CurrentViewer, checked_form
+from tidings.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
+
+#: How each platform is named on the page.
+PLATFORM_NAMES = {
+    "sandbox": "Sandbox",
+    "instagram": "Instagram",
+    "facebook": "Facebook Page",
+    "threads": "Threads",
+    "tiktok": "TikTok",
+}
+STATUS_LABELS = {
+    ChannelStatus.ACTIVE: "Active",
+    ChannelStatus.NEEDS_RECONNECT: "Needs reconnecting",
+    ChannelStatus.DISABLED: "Disabled",
+}
+
+
+def _context() -> dict[str, Any]:
+    return {"platform_names": PLATFORM_NAMES, "status_labels": STATUS_LABELS}
+
+
+@router.get("/app/channels", response_class=HTMLResponse)
+async def channels_page(request: Request, viewer: CurrentViewer, session: SessionDep) -> Response:
+    channels = await service.list_channels(session, viewer.workspace_id)
+    apps = (
+        {a.platform for a in await service.list_apps(session, viewer.workspace_id)}
+        if viewer.manages
+        else set()
+    )
+    connectable = [
+        {"platform": p, "name": PLATFORM_NAMES.get(p, p), "ready": p in apps}
+        for p in sorted(connect.CONNECTABLE)
+    ]
+    return render(
+        request,
+        "channels.html",
+        viewer,
+        channels=channels,
+        connectable=connectable,
+        apps=apps,
+        **_context(),
+    )
+
+
+@router.post("/app/channels")
+async def add_sandbox_channel(
+    request: Request, viewer: CurrentViewer, session: SessionDep
+) -> Response:
+    """A new sandbox channel (owners and admins): the fake network, for trying Tidings."""
+    form = await checked_form(request, viewer)
+    service.authorize_manage(viewer.principal)
+    name = str(form.get("name") or "").strip()
+    if not name:
+        return redirect("/app/channels", "Name the channel.", kind="error")
+    if len(name) > 200:
+        return redirect("/app/channels", "A channel name has 200 characters at most.", kind="error")
+    channel = await service.add_channel(
+        session,
+        workspace_id=viewer.workspace_id,
+        platform="sandbox",
+        name=name,
+        options={},
+        now=utcnow(),
+    )
+    return redirect(f"/app/channels/{channel.id}", f"Sandbox channel “{channel.name}” added.")
+
+
+@router.post("/app/channels/{channel_id}/check", openapi_extra=READ_MOSTLY)
+async def check_channel(
+    channel_id: str,
+    request: Request,
+    viewer: CurrentViewer,
+    session: SessionDep,
+    state: StateDep,
+) -> Response:
+    """Ask the platform now whether the channel can publish (as POST /channels/{id}/check)."""
+    form = await checked_form(request, viewer)
+    service.authorize_manage(viewer.principal)
+    back = "/app/channels" if form.get("back") != "detail" else f"/app/channels/{channel_id}"
+    context = platform_context(state.settings, state.db)
+    try:
+        channel, problems = await service.check_channel(
+            session, viewer.workspace_id, channel_id, context, utcnow()
+        )
+    finally:
+        await context.aclose()
+    if not problems:
+        return redirect(back, f"{channel.name}: ready to publish, the platform found no problem.")
+    listed = "; ".join(p.message for p in problems)
+    return redirect(back, f"{channel.name}: {listed}", kind="error")
+
+
+@router.post("/app/channels/{channel_id}/status")
+async def set_status(
+    channel_id: str, request: Request, viewer: CurrentViewer, session: SessionDep
+) -> Response:
+    """Disable a channel (nothing is published to it) or enable it again."""
+    form = await checked_form(request, viewer)
+    service.authorize_manage(viewer.principal)
+    wanted = str(form.get("status") or "")
+    if wanted not in (ChannelStatus.ACTIVE.value, ChannelStatus.DISABLED.value):
+        return redirect("/app/channels", "Choose Active or Disabled.", kind="error")
+    channel = await service.update_channel(
+        session,
+        viewer.workspace_id,
+        channel_id,
+        name=None,
+        options=None,
+        status=ChannelStatus(wanted),
+        now=utcnow(),
+    )
+    done = "enabled" if channel.status is ChannelStatus.ACTIVE else "disabled"
+    return redirect("/app/channels", f"{channel.name} {done}.")
+
+
+@router.get("/app/channels/{channel_id}", response_class=HTMLResponse)
+async def channel_page(
+    channel_id: str, request: Request, viewer: CurrentViewer, session: SessionDep
+) -> Response:
+    channel = await service.get_channel(session, viewer.workspace_id, channel_id)
+    posts = await _feed(session, channel)
+    return render(
+        request, "channels_detail.html", viewer, channel=channel, posts=posts, **_context()
+    )
+
+
+@router.get("/app/channels/{channel_id}/feed", response_class=HTMLResponse)
+async def channel_feed(
+    channel_id: str, request: Request, viewer: CurrentViewer, session: SessionDep
+) -> Response:
+    """The sandbox feed alone, for htmx to refresh in place."""
+    channel = await service.get_channel(session, viewer.workspace_id, channel_id)
+    posts = await _feed(session, channel)
+    return render(request, "channels_feed.html", viewer, channel=channel, posts=posts)
+
+
+async def _feed(session: SessionDep, channel: Channel) -> list[SandboxPost]:
+    """What the sandbox network shows on the channel, newest first (real platforms' feeds
+    live on the platform)."""
+    if channel.platform != "sandbox":
+        return []
+    return list(reversed(await sandbox_service.feed(session, channel.id)))

@@ -1,0 +1,101 @@
+"""The channels pages in a real browser, on both databases: the list with its badges, a
+live check, adding a sandbox channel and watching a post go live on its feed; a viewer
+sees no buttons and a forged form is refused."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.web.conftest import Team, shot, sign_in
+
+
+def csrf_of(page: Page) -> str:
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    assert token
+    return token
+
+
+def test_a_sandbox_channel_shows_a_post_going_live(
+    page: Page, team: Team, request: pytest.FixtureRequest
+) -> None:
+    sign_in(page, team, "owner")
+    page.goto("/app/channels")
+    row = page.get_by_role("row", name=re.compile("Demo feed"))
+    expect(row.get_by_text("Active")).to_be_visible()
+
+    # A live check answers in a message.
+    row.get_by_role("button", name="Check Demo feed").click()
+    expect(page.get_by_role("status")).to_contain_text("Demo feed: ready to publish")
+
+    # A new sandbox channel opens on its (empty) feed.
+    page.get_by_label("Channel name").fill("Launch feed")
+    page.get_by_role("button", name="Add sandbox channel").click()
+    expect(page).to_have_url(re.compile(r"/app/channels/ch_\w+$"))
+    expect(page.get_by_role("status")).to_contain_text("Sandbox channel “Launch feed” added")
+    expect(page.get_by_text("Nothing published here yet")).to_be_visible()
+    channel_id = page.url.rsplit("/", 1)[1]
+    shot(page, "sandbox-feed-empty", request)
+
+    # A post for it, submitted by the key and published now by the owner, appears by itself.
+    when = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    created = page.request.post(
+        "/scheduled-posts",
+        headers={"Authorization": f"Bearer {team.token}"},
+        data={
+            "status": "WAITING_FOR_APPROVAL",
+            "media": "https://cdn.example.com/launch.jpg",
+            "mediaType": "IMAGE",
+            "scheduledFor": when,
+            "channels": {channel_id: {"caption": "We are live!", "firstComment": "#launch"}},
+        },
+    )
+    assert created.status == 201, created.text()
+    published = page.request.post(
+        f"/scheduled-posts/{created.json()['id']}/publish",
+        headers={"X-CSRF-Token": csrf_of(page)},
+    )
+    assert published.status == 200, published.text()
+    feed = page.locator("#feed")
+    expect(feed.get_by_text("We are live!")).to_be_visible(timeout=20_000)
+    expect(feed.get_by_text("#launch")).to_be_visible(timeout=20_000)
+    shot(page, "sandbox-feed", request)
+
+    page.goto("/app/channels")
+    expect(page.get_by_role("link", name="Launch feed")).to_be_visible()
+    shot(page, "channels", request)
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "channels-phone", request)
+
+
+def test_a_disabled_channel_and_a_viewer(
+    page: Page, team: Team, request: pytest.FixtureRequest
+) -> None:
+    sign_in(page, team, "admin")
+    page.goto("/app/channels")
+    page.get_by_role("button", name="Disable Demo feed").click()
+    expect(page.get_by_role("status")).to_contain_text("Demo feed disabled")
+    row = page.get_by_role("row", name=re.compile("Demo feed"))
+    expect(row.get_by_text("Disabled")).to_be_visible()
+    page.get_by_role("button", name="Enable Demo feed").click()
+    expect(page.get_by_role("status")).to_contain_text("Demo feed enabled")
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, team, "viewer")
+    page.goto("/app/channels")
+    expect(page.get_by_role("link", name="Demo feed")).to_be_visible()
+    expect(page.get_by_role("button")).to_have_text(["Sign out"])  # nothing else to press
+    expect(page.get_by_label("Channel name")).to_have_count(0)
+    shot(page, "channels-viewer", request)
+    token = csrf_of(page)
+    refused = page.request.post("/app/channels", form={"csrf_token": token, "name": "Forged"})
+    assert refused.status == 403
+    assert "cannot manage channels" in refused.text()
+    refused = page.request.post(
+        f"/app/channels/{team.channel_id}/status", form={"csrf_token": token, "status": "DISABLED"}
+    )
+    assert refused.status == 403
+    page.reload()
+    expect(page.get_by_role("row")).to_have_count(2)  # the header and Demo feed, still active
+    expect(page.get_by_text("Active")).to_be_visible()
