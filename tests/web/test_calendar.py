@@ -201,6 +201,13 @@ def test_an_editor_moves_a_draft_by_drag_and_drop_or_the_keyboard(
     assert stale.ok
     assert "revision mismatch" in stale.text()
     assert read(page, team, draft["id"])["scheduledFor"] == "2030-04-02T08:00:00Z"
+    # Nor is a scheduled post moved by a forged form: it must be reverted first.
+    forced = page.request.post(
+        "/app/calendar/move",
+        form={"csrf_token": token, "post_id": fixed["id"], "day": "2030-04-09"},
+    )
+    assert "The post was not moved" in forced.text()
+    assert read(page, team, fixed["id"])["scheduledFor"] == "2030-03-20T17:15:00Z"
 
 
 def test_a_viewer_sees_the_calendar_but_cannot_move_a_post(
@@ -221,6 +228,14 @@ def test_a_viewer_sees_the_calendar_but_cannot_move_a_post(
     assert forged.status == 403
     assert "Not allowed" in forged.text()
     assert read(page, team, draft["id"])["scheduledFor"] == "2030-03-10T23:30:00Z"
+
+    # On a phone the month is a list of the days that have posts.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(day(page, "2030-03-11")).to_be_visible()
+    expect(day(page, "2030-03-12")).to_be_hidden()
+    shot(page, "phone", request)
+    page.set_viewport_size({"width": 1280, "height": 860})
 
     # A month with nothing in it says so; a bad date is explained, not a failure.
     page.goto("/app/calendar?at=2031-01-15")
