@@ -252,3 +252,81 @@ def test_who_may_not_decide_is_offered_nothing_and_refused(
         # The editor may take it back to draft (or delete it), not decide on it.
         expect(page.get_by_role("button", name="Move back to draft")).to_be_visible()
     shot(page, "post-waiting", request)
+
+
+def test_published_now_with_a_lost_answer_a_person_settles_it(
+    page: Page, team: Team, request: pytest.FixtureRequest
+) -> None:
+    serve_media(page)
+    # A channel whose network keeps the post but loses the answer, and cannot be asked.
+    flaky = page.request.post(
+        "/channels",
+        headers={"Authorization": f"Bearer {team.token}"},
+        data={
+            "platform": "sandbox",
+            "name": "Flaky feed",
+            "options": {"accept_then_timeout": 1, "no_lookup": 1},
+        },
+    )
+    assert flaky.status == 201, flaky.text()
+    body = post_body(team, "Lost in transit")
+    body["channels"] = {flaky.json()["id"]: {"caption": "Lost in transit"}}
+    answer = page.request.post(
+        "/scheduled-posts", headers={"Authorization": f"Bearer {team.token}"}, data=body
+    )
+    assert answer.status == 201, answer.text()
+    post_id = answer.json()["id"]
+
+    sign_in(page, team, "owner")
+    page.goto(f"/app/posts/{post_id}")
+    page.get_by_role("button", name="Publish now").click()
+    expect(page.get_by_role("status").first).to_contain_text("Publishing now")
+    result = page.locator(".rv-result").filter(has_text="Flaky feed")
+    expect(result.locator(".badge").first).to_have_text("UNKNOWN", timeout=30_000)
+    expect(result.get_by_text("Nobody knows whether this went out.")).to_be_visible()
+    # It waits on a person now: the page stops asking (and leaves the form alone).
+    expect(page.locator("#post-live")).not_to_have_attribute("hx-trigger", "every 2s")
+    shot(page, "post-unknown", request)
+
+    result.get_by_label("It is live").check()
+    result.get_by_label("Its post id there").fill("sbx_found_by_hand")
+    result.get_by_role("button", name="Settle Flaky feed").click()
+    expect(page.get_by_role("status").first).to_contain_text("Marked as published")
+    expect(page.locator("#post-status")).to_have_text("PUBLISHED")
+    expect(result).to_contain_text("sbx_found_by_hand")
+    expect(page.locator(".rv-history")).to_contain_text("Flaky feed: PUBLISHED")
+    assert status_of(page, team, post_id) == "PUBLISHED"
+
+
+def test_a_scheduled_post_is_reverted_resubmitted_canceled_and_deleted(
+    page: Page, team: Team, request: pytest.FixtureRequest
+) -> None:
+    serve_media(page)
+    post_id = seed_with_key(page, team, "A change of plan")
+    sign_in(page, team, "owner")
+    page.goto(f"/app/posts/{post_id}")
+
+    def act(button: str, flash: str, status: str) -> None:
+        page.get_by_role("button", name=button, exact=True).click()
+        expect(page.get_by_role("status").first).to_contain_text(flash)
+        expect(page.locator("#post-status")).to_have_text(status)
+        assert status_of(page, team, post_id) == status.replace(" ", "_")
+
+    act("Approve", "Approved for", "SCHEDULED")
+    act("Revert to draft", "Reverted to draft", "DRAFT")
+    act("Submit for approval", "Submitted for approval", "WAITING FOR APPROVAL")
+    act("Approve", "Approved for", "SCHEDULED")
+    act("Cancel publication", "Canceled", "CANCELED")
+    expect(page.get_by_role("button", name="Revert to draft")).to_have_count(0)
+
+    # Deleting asks first.
+    expect(page.get_by_role("button", name="Yes, delete this post")).to_be_hidden()
+    page.get_by_text("Delete…").click()
+    shot(page, "post-delete-confirm", request)
+    page.get_by_role("button", name="Yes, delete this post").click()
+    expect(page).to_have_url(re.compile(r"/app/calendar$"))
+    gone = page.request.get(
+        f"/scheduled-posts/{post_id}", headers={"Authorization": f"Bearer {team.token}"}
+    )
+    assert gone.status == 404
+    assert page.request.get(f"/app/posts/{post_id}").status == 404

@@ -40,8 +40,6 @@ router = APIRouter(include_in_schema=False)
 
 #: The queue reads every waiting post (oldest first) up to this many.
 QUEUE_LIMIT = 500
-#: Statuses during which the post page keeps its status part up to date by itself.
-LIVE = frozenset({PostStatus.SCHEDULED, PostStatus.PUBLISHING})
 #: How a time is shown in a flash message: "Tue 3 Dec, 10:00".
 SHORT = "%a %-d %b, %H:%M"
 _VIDEO = re.compile(r"\.(mp4|mov|m4v|webm|avi|mkv)(\?.*)?$", re.IGNORECASE)
@@ -239,10 +237,19 @@ async def _post_page_context(
     }
 
 
+#: Target states the engine is still working on (UNKNOWN waits on a person instead).
+_IN_FLIGHT = frozenset({TargetStatus.PENDING, TargetStatus.PUBLISHING})
+
+
 def _live(post: ScheduledPost) -> bool:
-    """Whether the post's page should keep its status part up to date: while it is due or
-    publishing, and while a first comment waits to be posted."""
-    return post.status in LIVE or any(t.first_comment_status == "PENDING" for t in post.targets)
+    """Whether the post's page should keep its status part up to date: while it is due,
+    while a channel is being published, and while a first comment waits to be posted; not
+    while all that is left is a person settling an UNKNOWN channel."""
+    if post.status is PostStatus.SCHEDULED:
+        return True
+    if post.status is PostStatus.PUBLISHING and any(t.status in _IN_FLIGHT for t in post.targets):
+        return True
+    return any(t.first_comment_status == "PENDING" for t in post.targets)
 
 
 def _seconds(attempt: PublishAttempt) -> str:
