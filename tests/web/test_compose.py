@@ -5,13 +5,17 @@ and notices a concurrent change; people who may not write posts get no composer,
 forged form is refused by the server."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.web.conftest import Team, shot, sign_in
+from tidings.channels.models import Channel
+from tidings.platforms.base import PostContent, PostType, media_items
+from tidings.scheduled_posts.models import ScheduledPost, Target
+from tidings.web.compose import Count, Draft, _instant, build, count, draft_of
 
 YEAR = datetime.now(UTC).year + 1
 
@@ -193,6 +197,44 @@ def test_editing_a_draft_keeps_its_values_and_notices_a_concurrent_change(
     assert doc["mediumsData"][team.channel_id]["caption"] == "Better words"
 
 
+def test_a_waiting_post_stays_waiting_and_a_scheduled_one_says_why_it_cannot_be_edited(
+    page: Page, team: Team, request: pytest.FixtureRequest
+) -> None:
+    created = page.request.post(
+        "/scheduled-posts",
+        headers=api(team),
+        data={
+            "status": "WAITING_FOR_APPROVAL",
+            "media": "https://cdn.example.com/a.jpg",
+            "scheduledFor": f"{YEAR}-06-01T07:00:00Z",
+            "channels": {team.channel_id: {"caption": "Ready"}},
+        },
+    )
+    assert created.ok, created.text()
+    post_id = created.json()["id"]
+    sign_in(page, team, "owner")
+    page.goto(f"/app/posts/{post_id}/edit")
+    expect(page.get_by_role("button", name="Move back to draft")).to_be_visible()
+    page.get_by_label("Caption", exact=True).fill("Ready, steady")
+    page.get_by_role("button", name="Save changes").click()
+    expect(
+        page.get_by_text("Changes saved; the post is still waiting for approval.")
+    ).to_be_visible()
+    doc = page.request.get(f"/scheduled-posts/{post_id}", headers=api(team)).json()
+    assert doc["status"] == "WAITING_FOR_APPROVAL"
+    assert doc["mediumsData"][team.channel_id]["caption"] == "Ready, steady"
+
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value") or ""
+    approved = page.request.post(
+        f"/scheduled-posts/{post_id}/approve", headers={"X-CSRF-Token": csrf}
+    )
+    assert approved.ok, approved.text()
+    page.goto(f"/app/posts/{post_id}/edit")
+    expect(page.get_by_role("heading", name="This post cannot be edited")).to_be_visible()
+    expect(page.get_by_text("move it back to draft first")).to_be_visible()
+    shot(page, "locked", request)
+
+
 def test_only_writers_get_the_composer_and_a_forged_create_is_refused(
     page: Page, team: Team, request: pytest.FixtureRequest
 ) -> None:
@@ -222,3 +264,94 @@ def test_only_writers_get_the_composer_and_a_forged_create_is_refused(
     assert forged.status == 403
     assert "reviewer cannot create posts" in forged.text()
     assert stored_posts(page, team) == []
+
+
+# --- the form's values and the API's, without a browser ----------------------------------
+
+
+def test_platform_options_go_to_the_api_and_come_back_to_the_form() -> None:
+    tok = Channel(id="ch_tok", platform="tiktok", name="Creator")
+    insta = Channel(id="ch_ig", platform="instagram", name="Shop")
+    draft = Draft(
+        picked=["ch_tok", "ch_ig"],
+        caption="Shared",
+        first_comment="First!",
+        media="https://cdn.example.com/clip.mp4",
+        type="REEL",
+        when=f"{YEAR}-07-01T12:00",
+        timezone="Europe/Paris",
+    )
+    draft.channel("ch_tok").options = {
+        "privacy_level": "FOLLOWER_OF_CREATOR",
+        "disable_comment": "on",
+        "is_aigc": "",
+        "auto_publish": "",  # off: to the creator's inbox
+    }
+    draft.channel("ch_tok").no_comment = True
+    draft.channel("ch_tok").extra = 'video_cover_timestamp_ms=1500\nlabel="42"'
+    draft.channel("ch_ig").caption = "Only on Instagram"
+    draft.channel("ch_ig").options = {"alt_text": "A clip", "share_to_feed": "no"}
+    built = build(draft, {"ch_tok": tok, "ch_ig": insta})
+    assert built.errors == []
+    assert built.scheduled_for == datetime(YEAR, 7, 1, 10, 0, tzinfo=UTC)
+    tiktok, instagram = built.channels["ch_tok"], built.channels["ch_ig"]
+    assert (tiktok.caption, tiktok.firstComment) == ("Shared", None)
+    assert tiktok.options == {
+        "privacy_level": "FOLLOWER_OF_CREATOR",
+        "disable_comment": True,
+        "auto_publish": False,
+        "video_cover_timestamp_ms": 1500,
+        "label": "42",
+    }
+    assert (instagram.caption, instagram.firstComment) == ("Only on Instagram", "First!")
+    assert instagram.options == {"alt_text": "A clip", "share_to_feed": False}
+
+    post = ScheduledPost(
+        type=PostType.REEL,
+        media=built.media,
+        media_type=None,
+        scheduled_for=built.scheduled_for,
+        timezone="Europe/Paris",
+        revision=3,
+        targets=[
+            Target(
+                channel_id=cid, caption=e.caption, first_comment=e.firstComment, options=e.options
+            )
+            for cid, e in built.channels.items()
+        ],
+    )
+    again = draft_of(post, [tok, insta], "UTC")
+    assert (again.caption, again.first_comment, again.when) == ("Shared", "First!", draft.when)
+    assert again.channel("ch_tok").options == {
+        "privacy_level": "FOLLOWER_OF_CREATOR",
+        "disable_comment": "on",
+        "auto_publish": "",
+    }
+    assert again.channel("ch_tok").no_comment
+    assert build(again, {"ch_tok": tok, "ch_ig": insta}).channels == built.channels
+
+
+def test_each_platform_counts_a_caption_its_own_way() -> None:
+    video = PostContent(PostType.POST, media_items("https://x.example/a.mp4"), None, None)
+    assert count("threads", "hi 😀", video) == Count(7, 500, "characters (emoji as bytes)")
+    assert count("tiktok", "hi 😀", video).length == 5  # UTF-16: the emoji is two units
+    assert count("tiktok", "", video).limit == 2200
+    photos = PostContent(PostType.POST, media_items("https://x.example/a.jpg"), None, None)
+    assert count("tiktok", "", photos).limit == 4000  # a photo post's description
+    assert count("sandbox", "x" * 2201, video).over
+
+
+def test_a_local_time_the_clocks_skip_is_explained() -> None:
+    # The United States move their clocks forward at 02:00 on March's second Sunday.
+    first_sunday = 1 + (6 - date(YEAR, 3, 1).weekday()) % 7
+    draft = Draft(when=f"{YEAR}-03-{first_sunday + 7:02d}T02:30", timezone="America/New_York")
+    errors: list[str] = []
+    instant, _, note = _instant(draft, errors)
+    assert errors == []
+    assert instant is not None
+    assert instant.hour == 7  # 03:30 EDT
+    assert note is not None
+    assert "does not exist in America/New_York" in note
+    bad: list[str] = []
+    _instant(Draft(when="soon", timezone="Mars/Olympus"), bad)
+    assert bad == ["'Mars/Olympus' is not a time zone name (e.g. Europe/Paris)"]
