@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import TEST_SECRET_KEY, run_apart
 from tests.web.conftest import Team, shot, sign_in
+from tidings.channels import service as channel_service
+from tidings.channels.models import ChannelStatus
+from tidings.crypto import SecretBox
+from tidings.db.engine import Database
+from tidings.platforms.store import Credentials
 
 
 def csrf_of(page: Page) -> str:
@@ -99,3 +105,62 @@ def test_a_disabled_channel_and_a_viewer(
     page.reload()
     expect(page.get_by_role("row")).to_have_count(2)  # the header and Demo feed, still active
     expect(page.get_by_text("Active")).to_be_visible()
+
+
+def _add_facebook_page(database_url: str, team: Team) -> str:
+    """A Facebook Page whose token the platform refused (as a check or a publish finds)."""
+    found: list[str] = []
+
+    async def add() -> None:
+        db = Database.connect(database_url)
+        try:
+            async with db.transaction() as session:
+                channel = await channel_service.add_channel(
+                    session,
+                    workspace_id=team.workspace_id,
+                    platform="facebook",
+                    name="Acme Page",
+                    options={},
+                    now=datetime.now(UTC),
+                    credentials=Credentials(account_id="1234", access_token="page-token"),
+                    box=SecretBox(TEST_SECRET_KEY),
+                )
+                channel.status = ChannelStatus.NEEDS_RECONNECT
+                found.append(channel.id)
+        finally:
+            await db.dispose()
+
+    run_apart(add)
+    return found[0]
+
+
+def test_a_channel_that_needs_reconnecting(
+    page: Page, team: Team, database_url: str, request: pytest.FixtureRequest
+) -> None:
+    channel_id = _add_facebook_page(database_url, team)
+    sign_in(page, team, "admin")
+    page.goto("/app/channels")
+    row = page.get_by_role("row", name=re.compile("Acme Page"))
+    expect(row.get_by_text("Needs reconnecting")).to_be_visible()
+    # Without the workspace's Facebook app, reconnecting starts with setting it.
+    expect(
+        row.get_by_role("link", name="Set the Facebook Page app to reconnect Acme Page")
+    ).to_have_attribute("href", "/app/settings#apps")
+    answer = page.request.put(
+        "/platform-apps/facebook",
+        headers={"Authorization": f"Bearer {team.token}"},
+        data={"clientId": "fb-app", "clientSecret": "fb-secret"},
+    )
+    assert answer.status == 200, answer.text()
+    page.reload()
+    reconnect = page.get_by_role("row", name=re.compile("Acme Page")).get_by_role(
+        "link", name="Reconnect Acme Page"
+    )
+    expect(reconnect).to_have_attribute("href", "/channels/connect/facebook")
+    shot(page, "channels-reconnect", request)
+    page.goto(f"/app/channels/{channel_id}")
+    expect(page.get_by_text("Needs reconnecting")).to_be_visible()
+    expect(page.get_by_role("link", name="Reconnect")).to_have_attribute(
+        "href", "/channels/connect/facebook"
+    )
+    expect(page.locator("#feed")).to_have_count(0)

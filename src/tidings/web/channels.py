@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus
@@ -13,7 +14,7 @@ from tidings.publishing.worker import platform_context
 from tidings.sandbox import service as sandbox_service
 from tidings.sandbox.models import SandboxPost
 from tidings.timefmt import utcnow
-from tidings.web.deps import CurrentViewer, checked_form
+from tidings.web.deps import CurrentViewer, Viewer, checked_form
 from tidings.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -37,14 +38,17 @@ def _context() -> dict[str, Any]:
     return {"platform_names": PLATFORM_NAMES, "status_labels": STATUS_LABELS}
 
 
+async def _apps(session: AsyncSession, viewer: Viewer) -> set[str]:
+    """The platforms the workspace has an app on (accounts there can be (re)connected)."""
+    if not viewer.manages:
+        return set()
+    return {a.platform for a in await service.list_apps(session, viewer.workspace_id)}
+
+
 @router.get("/app/channels", response_class=HTMLResponse)
 async def channels_page(request: Request, viewer: CurrentViewer, session: SessionDep) -> Response:
     channels = await service.list_channels(session, viewer.workspace_id)
-    apps = (
-        {a.platform for a in await service.list_apps(session, viewer.workspace_id)}
-        if viewer.manages
-        else set()
-    )
+    apps = await _apps(session, viewer)
     connectable = [
         {"platform": p, "name": PLATFORM_NAMES.get(p, p), "ready": p in apps}
         for p in sorted(connect.CONNECTABLE)
@@ -138,7 +142,13 @@ async def channel_page(
     channel = await service.get_channel(session, viewer.workspace_id, channel_id)
     posts = await _feed(session, channel)
     return render(
-        request, "channels_detail.html", viewer, channel=channel, posts=posts, **_context()
+        request,
+        "channels_detail.html",
+        viewer,
+        channel=channel,
+        posts=posts,
+        apps=await _apps(session, viewer),
+        **_context(),
     )
 
 
@@ -152,7 +162,7 @@ async def channel_feed(
     return render(request, "channels_feed.html", viewer, channel=channel, posts=posts)
 
 
-async def _feed(session: SessionDep, channel: Channel) -> list[SandboxPost]:
+async def _feed(session: AsyncSession, channel: Channel) -> list[SandboxPost]:
     """What the sandbox network shows on the channel, newest first (real platforms' feeds
     live on the platform)."""
     if channel.platform != "sandbox":
