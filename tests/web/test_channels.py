@@ -67,6 +67,11 @@ def test_a_sandbox_channel_shows_a_post_going_live(
     expect(feed.get_by_text("We are live!")).to_be_visible(timeout=20_000)
     expect(feed.get_by_text("#launch")).to_be_visible(timeout=20_000)
     shot(page, "sandbox-feed", request)
+    # Polling what the page shows already answers nothing (htmx then swaps nothing).
+    poll = page.locator("#feed").get_attribute("hx-get")
+    assert poll and "seen=1." in poll
+    assert page.request.get(poll).status == 204
+    assert "We are live!" in page.request.get(f"/app/channels/{channel_id}/feed").text()
 
     page.goto("/app/channels")
     expect(page.get_by_role("link", name="Launch feed")).to_be_visible()

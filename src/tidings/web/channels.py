@@ -147,6 +147,7 @@ async def channel_page(
         viewer,
         channel=channel,
         posts=posts,
+        version=feed_version(posts),
         apps=await _apps(session, viewer),
         **_context(),
     )
@@ -154,12 +155,32 @@ async def channel_page(
 
 @router.get("/app/channels/{channel_id}/feed", response_class=HTMLResponse)
 async def channel_feed(
-    channel_id: str, request: Request, viewer: CurrentViewer, session: SessionDep
+    channel_id: str,
+    request: Request,
+    viewer: CurrentViewer,
+    session: SessionDep,
+    seen: str = "",
 ) -> Response:
-    """The sandbox feed alone, for htmx to refresh in place."""
+    """The sandbox feed alone, for htmx to refresh in place; nothing (204: htmx leaves the
+    page as it is) while it shows what the page has `seen` already."""
     channel = await service.get_channel(session, viewer.workspace_id, channel_id)
     posts = await _feed(session, channel)
-    return render(request, "channels_feed.html", viewer, channel=channel, posts=posts)
+    if seen and seen == feed_version(posts):
+        return Response(status_code=204)
+    return render(
+        request,
+        "channels_feed.html",
+        viewer,
+        channel=channel,
+        posts=posts,
+        version=feed_version(posts),
+    )
+
+
+def feed_version(posts: list[SandboxPost]) -> str:
+    """What the feed shows, in short: its posts and their first comments."""
+    comments = sum(1 for p in posts if p.first_comment_at is not None)
+    return f"{len(posts)}.{posts[0].id if posts else ''}.{comments}"
 
 
 async def _feed(session: AsyncSession, channel: Channel) -> list[SandboxPost]:
