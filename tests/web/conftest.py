@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import TEST_SECRET_KEY, run_apart
-from tests.emulators.server import EmulatorServer
+from tests.emulators.server import EmulatorServer, free_port
 from tidings.app import create_app
 from tidings.auth import service as auth_service
 from tidings.channels import service as channel_service
@@ -42,15 +42,26 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def live(database_url: str, tmp_path: Path) -> Iterator[str]:
-    """The whole of `tidings serve` (its worker too) on a free port; its base URL."""
+def live_settings() -> dict[str, Any]:
+    """Settings of the live app a test module wants on top of the defaults (say, where a
+    platform's emulator is)."""
+    return {}
+
+
+@pytest.fixture
+def live(database_url: str, tmp_path: Path, live_settings: dict[str, Any]) -> Iterator[str]:
+    """The whole of `tidings serve` (its worker too) on a free port; its base URL, which is
+    also its public URL (where OAuth consent pages send the browser back)."""
+    port = free_port()
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         secret_key=TEST_SECRET_KEY,
         embedded_worker=True,
+        public_url=f"http://127.0.0.1:{port}",
+        **live_settings,
     )
-    with EmulatorServer(create_app(settings)) as server:
+    with EmulatorServer(create_app(settings), port) as server:
         yield server.url
 
 

@@ -69,7 +69,8 @@ def test_a_sandbox_channel_shows_a_post_going_live(
     shot(page, "sandbox-feed", request)
     # Polling what the page shows already answers nothing (htmx then swaps nothing).
     poll = page.locator("#feed").get_attribute("hx-get")
-    assert poll and "seen=1." in poll
+    assert poll
+    assert "seen=1." in poll
     assert page.request.get(poll).status == 204
     assert "We are live!" in page.request.get(f"/app/channels/{channel_id}/feed").text()
 

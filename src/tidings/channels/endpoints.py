@@ -1,6 +1,6 @@
 """HTTP routes of /channels."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Query, Request, status
@@ -23,9 +23,11 @@ from tidings.channels.schemas import (
     PlatformAppSet,
 )
 from tidings.db.session import READ_MOSTLY, WRITES, SessionDep, StateDep
+from tidings.errors import TidingsError
 from tidings.publishing.worker import platform_context
 from tidings.scheduled_posts.schemas import ValidationProblem
 from tidings.timefmt import utcnow
+from tidings.web import channels as web_channels
 
 router = APIRouter(prefix="/channels", tags=["channels"])
 
@@ -88,6 +90,13 @@ async def connect_account(
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND)
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser coming back from the consent page (it asks for HTML) gets the web app's
+    pages; a client that asks for JSON gets the API's answer."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and getattr(request.state, "user_session", None) is not None
+
+
 @router.get("/connect/{platform}/callback", response_model=ChannelOut | AccountChoice)
 async def connect_account_callback(
     platform: str,
@@ -98,10 +107,46 @@ async def connect_account_callback(
     code: str | None = None,
     oauth_state: Annotated[str | None, Query(alias="state")] = None,
     error: str | None = None,
-) -> ChannelOut | AccountChoice:
+) -> Any:
     """Where the platform sends the browser back: the account's channel, created (or
     reconnected, keeping its id); or, when the consent covers several accounts (Facebook
     Pages and their Instagram accounts), the accounts to choose from."""
+    page = _wants_page(request)
+    try:
+        outcome = await _finish_connection(
+            request, principal, session, state, platform, code, oauth_state, error
+        )
+    except TidingsError as refused:
+        if not page:
+            raise
+        return web_channels.connection_refused(platform, refused.message)
+    if page:
+        return await web_channels.connection_page(request, principal, session, outcome)
+    if isinstance(outcome, connect.Connected):
+        return _out(outcome.channel)
+    return AccountChoice(
+        connectionId=outcome.connection_id,
+        platform=outcome.platform,
+        expiresAt=outcome.expires_at,
+        accounts=[
+            OfferedAccount(
+                platform=a.platform, accountId=a.account_id, name=a.name, channelId=a.channel_id
+            )
+            for a in outcome.accounts
+        ],
+    )
+
+
+async def _finish_connection(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    state: StateDep,
+    platform: str,
+    code: str | None,
+    oauth_state: str | None,
+    error: str | None,
+) -> connect.Connected | connect.Choice:
     sign_in = _sign_in_of(request)
     consent = await connect.check_callback(
         session,
@@ -119,21 +164,8 @@ async def connect_account_callback(
     # The request's transaction only read (it did not hold SQLite's write lock while the
     # platform answered); what the exchange brought is written in a short one of its own.
     async with state.db.transaction() as writing:
-        outcome = await connect.complete(
+        return await connect.complete(
             writing, principal, sign_in, consent, accounts, box=state.box, now=utcnow()
-        )
-        if isinstance(outcome, connect.Connected):
-            return _out(outcome.channel)
-        return AccountChoice(
-            connectionId=outcome.connection_id,
-            platform=outcome.platform,
-            expiresAt=outcome.expires_at,
-            accounts=[
-                OfferedAccount(
-                    platform=a.platform, accountId=a.account_id, name=a.name, channelId=a.channel_id
-                )
-                for a in outcome.accounts
-            ],
         )
 
 

@@ -7,14 +7,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.auth.principal import Principal
 from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus
 from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
+from tidings.errors import TidingsError
 from tidings.publishing.worker import platform_context
 from tidings.sandbox import service as sandbox_service
 from tidings.sandbox.models import SandboxPost
 from tidings.timefmt import utcnow
-from tidings.web.deps import CurrentViewer, Viewer, checked_form
+from tidings.web.deps import CurrentViewer, Viewer, checked_form, viewer_of
 from tidings.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -189,3 +191,61 @@ async def _feed(session: AsyncSession, channel: Channel) -> list[SandboxPost]:
     if channel.platform != "sandbox":
         return []
     return list(reversed(await sandbox_service.feed(session, channel.id)))
+
+
+# --- coming back from a platform's consent page (OAuth) ------------------------------------
+
+
+def connection_refused(platform: str, message: str) -> Response:
+    """A connection the callback refused, told on the channels page."""
+    return redirect("/app/channels", f"Connecting {platform} failed: {message}", kind="error")
+
+
+async def connection_page(
+    request: Request,
+    principal: Principal,
+    session: AsyncSession,
+    outcome: connect.Connected | connect.Choice,
+) -> Response:
+    """A browser back from the consent page: the channel connected (to its page), or the
+    accounts the consent covers, to choose from (rendered here: the connection id is shown
+    once and never put in a URL)."""
+    if isinstance(outcome, connect.Connected):
+        channel = outcome.channel
+        verb = "Reconnected" if outcome.reconnected else "Connected"
+        return redirect(f"/app/channels/{channel.id}", f"{verb} {channel.name}.")
+    record = request.state.user_session
+    viewer = await viewer_of(session, principal, record.csrf_token, record.token_hash)
+    return render(request, "channels_choose.html", viewer, choice=outcome)
+
+
+@router.post("/app/channels/choose")
+async def choose_accounts(request: Request, session: SessionDep, viewer: CurrentViewer) -> Response:
+    """Connect the accounts ticked among those a consent offered."""
+    form = await checked_form(request, viewer)
+    platform = str(form.get("platform") or "")
+    picked = [str(value).split(":", 1) for value in form.getlist("account")]
+    chosen = [(p, a) for p, a in (pair for pair in picked if len(pair) == 2)]
+    if not chosen:
+        return redirect(
+            "/app/channels",
+            "No account was chosen, so none was connected: connect again to choose.",
+            kind="error",
+        )
+    state = request.app.state.tidings
+    try:
+        connected = await connect.choose(
+            session,
+            viewer.principal,
+            viewer.sign_in,
+            platform,
+            connection_id=str(form.get("connection_id") or ""),
+            chosen=chosen,
+            box=state.box,
+            now=utcnow(),
+        )
+    except TidingsError as refused:
+        await session.rollback()
+        return redirect("/app/channels", f"Nothing was connected: {refused.message}", kind="error")
+    names = ", ".join(c.channel.name for c in connected)
+    return redirect("/app/channels", f"Connected {names}.")

@@ -44,6 +44,8 @@ class Viewer:
     workspace_name: str
     #: The person's own timezone, else the workspace's.
     timezone: str
+    #: The hash of this sign-in (what an account connection is bound to).
+    sign_in: str = ""
 
     @property
     def role(self) -> Actor:
@@ -69,10 +71,14 @@ async def current_viewer(request: Request, session: SessionDep) -> Viewer:
     if active is None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(path)
-    return await viewer_of(session, active.principal, active.record.csrf_token)
+    return await viewer_of(
+        session, active.principal, active.record.csrf_token, active.record.token_hash
+    )
 
 
-async def viewer_of(session: AsyncSession, principal: Principal, csrf_token: str) -> Viewer:
+async def viewer_of(
+    session: AsyncSession, principal: Principal, csrf_token: str, sign_in: str = ""
+) -> Viewer:
     user = await session.get(User, principal.user_id)
     workspace = await session.get(Workspace, principal.workspace_id)
     assert user is not None
@@ -83,6 +89,7 @@ async def viewer_of(session: AsyncSession, principal: Principal, csrf_token: str
         csrf_token=csrf_token,
         workspace_name=workspace.name,
         timezone=user.timezone or workspace.timezone,
+        sign_in=sign_in,
     )
 
 
