@@ -91,7 +91,8 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _is_photo_post(post: PostContent) -> bool:
+def is_photo_post(post: PostContent) -> bool:
+    """Whether TikTok gets this post as photos (`content/init`) rather than a video."""
     if post.media_type is MediaType.VIDEO:
         return False
     if post.media_type in (MediaType.IMAGE, MediaType.CAROUSEL) or post.type is PostType.CAROUSEL:
@@ -443,7 +444,7 @@ class TikTokPlatform:
         problems = Problems("tiktok", channel)
         problem = problems.add
         caption, options = target.caption or "", target.options
-        photo = _is_photo_post(post)
+        photo = is_photo_post(post)
         if post.type is PostType.STORY:
             problem("post_type", "TikTok has no stories through its API")
         if not post.media:
@@ -584,7 +585,7 @@ class TikTokPlatform:
                 if options.get(name) is True
             },
         }
-        if _is_photo_post(post):
+        if is_photo_post(post):
             info["description"] = target.caption or ""
             if options.get("title"):
                 info["title"] = options["title"]
@@ -834,7 +835,7 @@ class TikTokPlatform:
                     f"{name} cannot be false",
                 )
         longest = creator.max_video_post_duration_sec
-        if longest and post.media and not _is_photo_post(post):
+        if longest and post.media and not is_photo_post(post):
             from tidings.scheduled_posts.media_check import video_length  # (it imports us)
 
             seconds = await video_length(ctx.http, post.media[0].url)

@@ -451,7 +451,7 @@ def count(platform: str, caption: str, content: PostContent) -> Count:
         )
     if platform == "tiktok":
         # A photo post's caption is its description, which has a larger limit.
-        photo = tiktok._is_photo_post(content)
+        photo = tiktok.is_photo_post(content)
         limit = tiktok.PHOTO_DESCRIPTION_LIMIT if photo else tiktok.CAPTION_LIMIT
         return Count(tiktok.utf16_length(caption), limit, "UTF-16 units")
     if platform == "instagram":
