@@ -75,33 +75,11 @@ class Flow:
 
 
 async def _instagram(x: Exchange) -> list[Account]:
-    short = await _json(
-        x.http.post(
-            x.settings.instagram_token_url,
-            data={
-                "client_id": x.client_id,
-                "client_secret": x.client_secret,
-                "grant_type": "authorization_code",
-                "redirect_uri": x.redirect_uri,
-                "code": x.code,
-            },
-        ),
-        "exchanging the code",
-    )
+    short = await _code_exchange(x, x.settings.instagram_token_url)
     if isinstance(short.get("data"), list) and short["data"]:
         short = short["data"][0]  # the newer shape wraps it in a list
     host = x.settings.instagram_api_url.rstrip("/")
-    long = await _json(
-        x.http.get(
-            f"{host}/access_token",
-            params={
-                "grant_type": "ig_exchange_token",
-                "client_secret": x.client_secret,
-                "access_token": str(short.get("access_token", "")),
-            },
-        ),
-        "getting the long-lived token",
-    )
+    long = await _long_lived(x, host, "ig_exchange_token", short)
     return [
         await _me(
             x,
@@ -119,30 +97,8 @@ async def _instagram(x: Exchange) -> list[Account]:
 
 async def _threads(x: Exchange) -> list[Account]:
     host = x.settings.threads_api_url.rstrip("/")
-    short = await _json(
-        x.http.post(
-            f"{host}/oauth/access_token",
-            data={
-                "client_id": x.client_id,
-                "client_secret": x.client_secret,
-                "grant_type": "authorization_code",
-                "redirect_uri": x.redirect_uri,
-                "code": x.code,
-            },
-        ),
-        "exchanging the code",
-    )
-    long = await _json(
-        x.http.get(
-            f"{host}/access_token",
-            params={
-                "grant_type": "th_exchange_token",
-                "client_secret": x.client_secret,
-                "access_token": str(short.get("access_token", "")),
-            },
-        ),
-        "getting the long-lived token",
-    )
+    short = await _code_exchange(x, f"{host}/oauth/access_token")
+    long = await _long_lived(x, host, "th_exchange_token", short)
     return [
         await _me(
             x,
@@ -153,6 +109,31 @@ async def _threads(x: Exchange) -> list[Account]:
             fallback_id=short.get("user_id"),
         )
     ]
+
+
+async def _code_exchange(x: Exchange, url: str) -> dict[str, Any]:
+    """Instagram's and Threads' code exchange: a short-lived token (about an hour)."""
+    form = {
+        "client_id": x.client_id,
+        "client_secret": x.client_secret,
+        "grant_type": "authorization_code",
+        "redirect_uri": x.redirect_uri,
+        "code": x.code,
+    }
+    return await _json(x.http.post(url, data=form), "exchanging the code")
+
+
+async def _long_lived(x: Exchange, host: str, grant: str, short: dict[str, Any]) -> dict[str, Any]:
+    """A short-lived token traded for the 60-day one (`ig_exchange_token`,
+    `th_exchange_token`)."""
+    params = {
+        "grant_type": grant,
+        "client_secret": x.client_secret,
+        "access_token": str(short.get("access_token", "")),
+    }
+    return await _json(
+        x.http.get(f"{host}/access_token", params=params), "getting the long-lived token"
+    )
 
 
 async def _me(
