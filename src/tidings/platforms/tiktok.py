@@ -394,10 +394,9 @@ async def _renew(
     (then those). `refused`: TikTok has just refused `used.access_token`."""
 
     async def renew(current: Credentials) -> Credentials | None:
-        if current.access_token != used.access_token and not _expiring(current):
-            return None  # renewed meanwhile
-        if not refused and current.access_token == used.access_token and not _expiring(current):
-            return None
+        renewed_meanwhile = current.access_token != used.access_token
+        if not _expiring(current) and (renewed_meanwhile or not refused):
+            return None  # still good: renewed meanwhile, or never refused
         if not current.refresh_token:
             raise PublishFailure(
                 ErrorKind.AUTH,
