@@ -779,33 +779,17 @@ async def edit(
         channels = await _channels(session, viewer)
         by_id = {c.id: c for c in channels}
         current = await service.get_post(session, viewer.workspace_id, post_id)
+        refusal, refused = None, None
         if isinstance(exc, Conflict) and "revision" in exc.message:
             refusal = (
                 "Someone changed this post while you were editing it (it is now at revision "
                 f"{current.revision}). Your version is below and was not saved: open the post "
                 "again to see theirs before you save."
             )
-            return await _page(
-                request,
-                session,
-                viewer,
-                channels,
-                draft,
-                post=current,
-                refusal=refusal,
-                status_code=409,
-            )
-        if isinstance(exc, Conflict):
-            return await _page(
-                request,
-                session,
-                viewer,
-                channels,
-                draft,
-                post=current,
-                refusal=f"This post can no longer be saved this way: {exc.message}",
-                status_code=409,
-            )
+        elif isinstance(exc, Conflict):
+            refusal = f"This post can no longer be saved this way: {exc.message}"
+        else:
+            refused = problems_from(exc, by_id)
         return await _page(
             request,
             session,
@@ -813,8 +797,9 @@ async def edit(
             channels,
             draft,
             post=current,
-            refused=problems_from(exc, by_id),
-            status_code=400,
+            refusal=refusal,
+            refused=refused,
+            status_code=409 if isinstance(exc, Conflict) else 400,
         )
     if to_draft:
         return redirect(f"/app/posts/{post.id}", "Draft saved.")
