@@ -130,7 +130,9 @@ async def count_attempt(
             wait = max(1, math.ceil((until - now).total_seconds()))
             names = " and ".join(_REFUSED_FOR[kinds[r.key]] for r in locked)
             refusal = TooManyRequests(
-                f"too many failed sign-ins {names}; try again in {wait} seconds", retry_after=wait
+                f"too many failed sign-ins {names}; try again in {wait} "
+                + ("second" if wait == 1 else "seconds"),
+                retry_after=wait,
             )
         else:
             refusal = None
