@@ -29,6 +29,8 @@ from tidings.errors import TooManyRequests
 
 #: Longest email an account can have (`users.email`): longer ones share one counter.
 _MAX_EMAIL = 320
+#: Longer than any IP address (with an IPv6 zone): whatever else a proxy forwards is cut.
+_MAX_ADDRESS = 64
 
 
 class KeyKind(StrEnum):
@@ -86,7 +88,10 @@ class SignInKeys:
     @classmethod
     def of(cls, email: str, address: str) -> "SignInKeys":
         normalised = email.strip().lower()[:_MAX_EMAIL]
-        return cls(email=f"{KeyKind.EMAIL}:{normalised}", address=f"{KeyKind.ADDRESS}:{address}")
+        return cls(
+            email=f"{KeyKind.EMAIL}:{normalised}",
+            address=f"{KeyKind.ADDRESS}:{address[:_MAX_ADDRESS]}",
+        )
 
     def kinds(self) -> dict[str, KeyKind]:
         # Sorted, so that two attempts lock the same rows in the same order (no deadlock).
