@@ -178,6 +178,25 @@ async def test_a_success_clears_the_emails_count(world: World) -> None:
     assert answers == [401] * 5 + [429]
 
 
+async def test_counts_left_alone_for_a_day_are_forgotten(world: World) -> None:
+    c, email = world.anonymous(), world.emails["editor"]
+    for n in range(4):
+        await _sign_in(c, email, f"guess {n}")
+    await _sign_in(c, "someone@else.example.com", "guess")
+    a_day_ago = datetime.now(UTC) - timedelta(hours=24, seconds=1)
+    async with world.db.transaction() as session:
+        await session.execute(update(SignInFailure).values(updated_at=a_day_ago))
+    # The email starts from nothing again: four more failures leave it unlocked...
+    for n in range(4):
+        assert (await _sign_in(c, email, f"later {n}")).status_code == 401
+    counters = await _counters(world)
+    assert counters[f"email:{email}"] == (4, None)
+    assert counters[f"ip:{HERE}"] == (4, None)
+    # ...and a success sweeps every stale count (here, the other email's).
+    assert (await _sign_in(c, email, PASSWORD)).status_code == 200
+    assert await _counters(world) == {f"ip:{HERE}": (4, None)}
+
+
 async def test_the_email_is_compared_as_it_is_stored(world: World) -> None:
     email = world.emails["editor"]
     for n in range(5):
