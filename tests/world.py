@@ -15,7 +15,7 @@ from sqlalchemy import inspect, select
 
 from tidings.auth import service as auth_service
 from tidings.auth.models import User
-from tidings.auth.service import hash_password
+from tidings.auth.passwords import hash_password_blocking
 from tidings.channels import service as channel_service
 from tidings.db.engine import Database
 from tidings.ids import new_id
@@ -30,7 +30,7 @@ PASSWORD = "correct horse battery"
 
 @functools.cache
 def _password_hash() -> str:
-    return hash_password(PASSWORD)
+    return hash_password_blocking(PASSWORD)
 
 
 ROLES = [r.value for r in Role]

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tidings import __version__
 from tidings.auth.endpoints import router as auth_router
@@ -73,7 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _tidings_error(request: Request, exc: TidingsError) -> Response:
         if web_pages.is_web(request):
             return web_pages.error_page(request, exc.status_code, exc.message)
-        return JSONResponse(exc.body(), status_code=exc.status_code)
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -160,6 +161,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_nul_in_url)],
     )
     install_error_handlers(app)
+    if settings.trusted_proxy_list:
+        # The client's address and scheme as the reverse proxy saw them (sign-ins are
+        # throttled per address), believed only when the proxy itself is named.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     app.include_router(auth_router)
     app.include_router(channels_router)
     app.include_router(platform_apps_router)

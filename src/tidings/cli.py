@@ -96,7 +96,9 @@ def serve(
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
     _tune_gc()
     typer.echo(f"Tidings on http://{host}:{port} (database: {_redacted(settings)})", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Forwarded headers are believed only from TIDINGS_TRUSTED_PROXIES (in the app), not
+    # from uvicorn's default of 127.0.0.1.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """Settings for a Tidings process, read from `TIDINGS_*` environment variables."""
 
+import ipaddress
 import os
 import secrets
 from functools import cached_property
@@ -32,6 +33,15 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = None
     session_ttl_minutes: int = Field(default=12 * 60, ge=1)
+    # Sign-in throttling (auth/throttle.py): failures allowed per email and per client
+    # address, then a lock from the first backoff, doubling per failure up to the maximum.
+    sign_in_free_attempts: int = Field(default=5, ge=1)
+    sign_in_free_attempts_per_address: int = Field(default=20, ge=1)
+    sign_in_first_backoff_seconds: float = Field(default=1, gt=0)
+    sign_in_max_backoff_seconds: float = Field(default=15 * 60, gt=0)
+    # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: a
+    # comma-separated list of addresses and CIDR networks ("*": any). None by default.
+    trusted_proxies: str = ""
     # The signed-request clock window: server_time - x_date must be within [-skew, +max_age].
     signature_max_future_seconds: float = 5.0
     signature_max_age_seconds: float = 60.0
@@ -95,6 +105,23 @@ class Settings(BaseSettings):
                 "TIDINGS_WORKER_CALL_TIMEOUT_SECONDS, or a slow call would lose its lease"
             )
         return self
+
+    @model_validator(mode="after")
+    def _proxies_are_addresses(self) -> "Settings":
+        for item in self.trusted_proxy_list:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"TIDINGS_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR network"
+                ) from None
+        return self
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item.strip() for item in self.trusted_proxies.split(",") if item.strip()]
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,5 +1,6 @@
 """One base error with a status code; the app renders every one as `{"message": ...}`."""
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -7,6 +8,8 @@ class TidingsError(Exception):
     """A failure the client caused or must know about, rendered with its status code."""
 
     status_code = 400
+    #: Headers sent with the error's response (e.g. `Retry-After`).
+    headers: Mapping[str, str] | None = None
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -35,6 +38,17 @@ class NotFound(TidingsError):
 
 class Conflict(TidingsError):
     status_code = 409
+
+
+class TooManyRequests(TidingsError):
+    """Refused for now: the client must wait `retry_after` seconds (sent as `Retry-After`)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class RequestShapeError(TidingsError):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from tidings.auth import service
 from tidings.auth.deps import SESSION_COOKIE, CurrentPrincipal, require_session
+from tidings.auth.origin import client_address, refuse_cross_site
 from tidings.auth.schemas import (
     LoginRequest,
     LoginResponse,
@@ -13,25 +14,34 @@ from tidings.auth.schemas import (
     OwnSettingsOut,
     WhoAmI,
 )
+from tidings.auth.throttle import SignInPolicy
 from tidings.db.session import SessionDep, StateDep
+from tidings.schemas import MessageBody
 from tidings.timefmt import utcnow
 from tidings.workspaces import service as workspace_service
-from tidings.workspaces.models import Membership
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", response_model=LoginResponse)
+@router.post(
+    "/login",
+    response_model=LoginResponse,
+    responses={429: {"model": MessageBody, "description": "Too many failed sign-ins: wait"}},
+)
 async def login(
-    body: LoginRequest, response: Response, session: SessionDep, state: StateDep
+    body: LoginRequest, request: Request, response: Response, state: StateDep
 ) -> LoginResponse:
     """Sign a person in: sets the session cookie and returns the CSRF token for writes."""
+    # No SessionDep: sign_in opens short transactions of its own around the password check.
+    refuse_cross_site(request, state.settings.public_url)
     ttl = timedelta(minutes=state.settings.session_ttl_minutes)
-    new = await service.login(
-        session,
+    new = await service.sign_in(
+        state.db,
+        SignInPolicy.from_settings(state.settings),
         email=body.email,
         password=body.password,
         workspace_id=body.workspaceId,
+        address=client_address(request),
         now=utcnow(),
         ttl=ttl,
     )
@@ -44,13 +54,11 @@ async def login(
         secure=state.settings.secure_cookies,
         path="/",
     )
-    membership = await session.get(Membership, (new.record.workspace_id, new.record.user_id))
-    assert membership is not None
     return LoginResponse(
         csrfToken=new.record.csrf_token,
         userId=new.record.user_id,
         workspaceId=new.record.workspace_id,
-        role=membership.role.value,
+        role=new.role.value,
     )
 
 

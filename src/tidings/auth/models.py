@@ -45,3 +45,17 @@ class ApiKey(Base):
     secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SignInFailure(Base):
+    """Sign-in attempts counted against one email (`email:<addr>`) or one client address
+    (`ip:<addr>`), and until when that key is refused. Kept in the database so that every
+    process serving the same database throttles alike."""
+
+    __tablename__ = "sign_in_failures"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int]
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    # The last counted attempt: a key quiet for long enough is forgotten (and swept).
+    updated_at: Mapped[datetime] = mapped_column(index=True)

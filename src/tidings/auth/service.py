@@ -1,6 +1,5 @@
 """Passwords, API keys (HMAC-signed and Bearer requests) and browser sessions."""
 
-import functools
 import hashlib
 import hmac
 import secrets
@@ -8,41 +7,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tidings.auth import throttle
 from tidings.auth.models import ApiKey, User, UserSession
+from tidings.auth.passwords import verify_password
 from tidings.auth.principal import AuthMethod, Principal
 from tidings.crypto import SecretBox
+from tidings.db.engine import Database
 from tidings.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from tidings.ids import new_id
 from tidings.scheduled_posts.lifecycle import Actor
 from tidings.timefmt import parse_iso_instant
-from tidings.workspaces.models import Membership, Workspace
-
-_hasher = PasswordHasher()
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """Verified against when the email is unknown, so a miss costs what a wrong password does."""
-    return _hasher.hash("tidings-dummy-password")
-
+from tidings.workspaces.models import Membership, Role, Workspace
 
 TOKEN_SEPARATOR = "."
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def sign(secret: str, x_date: str) -> str:
@@ -164,27 +144,58 @@ def _session_token_hash(token: str) -> str:
 class NewSession:
     token: str
     record: UserSession
+    role: Role
 
 
-async def login(
-    session: AsyncSession,
+BAD_CREDENTIALS = "invalid email or password"
+
+
+async def sign_in(
+    db: Database,
+    policy: throttle.SignInPolicy,
     *,
     email: str,
     password: str,
     workspace_id: str | None,
+    address: str,
     now: datetime,
     ttl: timedelta,
 ) -> NewSession:
-    """Start a browser session in one of the person's workspaces (their first by default)."""
-    user = (
-        await session.execute(select(User).where(User.email == email.strip().lower()))
-    ).scalar_one_or_none()
-    if user is None:
-        verify_password(_dummy_hash(), password)
-        raise Unauthorized("invalid email or password")
-    if not verify_password(user.password_hash, password):
-        raise Unauthorized("invalid email or password")
-    query = select(Membership).where(Membership.user_id == user.id)
+    """Check a person's password and start their browser session, throttled per email and
+    per client address (429 while either is locked, even for the right password).
+
+    Each step has its own short transaction, and the password is checked while none is
+    open: hashing takes long, and must not hold SQLite's write lock (or a connection).
+    """
+    keys = throttle.SignInKeys.of(email, address)
+    await throttle.count_attempt(db, policy, keys, now)
+    async with db.transaction(write=False) as session:
+        user = (
+            await session.execute(select(User).where(User.email == email.strip().lower()))
+        ).scalar_one_or_none()
+        user_id, password_hash = (user.id, user.password_hash) if user else (None, None)
+    # An unknown email is checked against a dummy hash: it costs what a wrong password does.
+    if not await verify_password(password_hash, password) or user_id is None:
+        raise Unauthorized(BAD_CREDENTIALS)
+    async with db.transaction() as session:
+        new = await start_session(
+            session, user_id=user_id, workspace_id=workspace_id, now=now, ttl=ttl
+        )
+        await throttle.forgive(session, policy, keys, now)
+    return new
+
+
+async def start_session(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    workspace_id: str | None,
+    now: datetime,
+    ttl: timedelta,
+) -> NewSession:
+    """Start a browser session for a person already known to be who they say, in one of
+    their workspaces (their first by default)."""
+    query = select(Membership).where(Membership.user_id == user_id)
     if workspace_id is not None:
         query = query.where(Membership.workspace_id == workspace_id)
     membership = (
@@ -201,7 +212,7 @@ async def login(
     token = secrets.token_urlsafe(32)
     record = UserSession(
         token_hash=_session_token_hash(token),
-        user_id=user.id,
+        user_id=user_id,
         workspace_id=membership.workspace_id,
         csrf_token=secrets.token_urlsafe(32),
         created_at=now,
@@ -215,7 +226,7 @@ async def login(
         .execution_options(synchronize_session=False)
     )
     await session.flush()
-    return NewSession(token, record)
+    return NewSession(token, record, membership.role)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
-from tidings.auth.models import ApiKey, User, UserSession
+from tidings.auth.models import ApiKey, SignInFailure, User, UserSession
 from tidings.channels.models import Channel
 from tidings.db.base import Base
 from tidings.publishing.models import PublishAttempt, Task, WorkerHeartbeat
@@ -19,6 +19,7 @@ __all__ = [
     "SandboxCall",
     "SandboxPost",
     "ScheduledPost",
+    "SignInFailure",
     "Target",
     "Task",
     "User",

@@ -2,7 +2,7 @@
 the errors every page shares. Other pages have modules of their own beside this one."""
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, FastAPI, Form, Request
@@ -12,9 +12,12 @@ from sqlalchemy import exists, select
 from tidings.auth import service
 from tidings.auth.deps import SESSION_COOKIE
 from tidings.auth.models import User
+from tidings.auth.origin import client_address, refuse_cross_site
+from tidings.auth.throttle import SignInPolicy
 from tidings.db.session import SessionDep, StateDep
-from tidings.errors import TidingsError
+from tidings.errors import TidingsError, TooManyRequests
 from tidings.timefmt import utcnow
+from tidings.web import presession
 from tidings.web.deps import (
     CurrentViewer,
     FormRefused,
@@ -60,11 +63,31 @@ def _signed_in(response: Response, token: str, state: StateDep) -> Response:
     return response
 
 
+#: What a sign-in or first-run form without its token is told (an old tab, another site).
+FORM_EXPIRED = "This form has expired or did not come from this page; please try again."
+
+
+def _form_page(
+    request: Request, state: StateDep, name: str, *, status_code: int = 200, **context: Any
+) -> Response:
+    """The sign-in or first-run page, with its pre-session CSRF token (and cookie)."""
+    secret = state.settings.resolved_secret_key
+    token = presession.form_token(request, secret)
+    response = render(request, name, status_code=status_code, csrf_token=token.token, **context)
+    return presession.keep(response, token, secure=state.settings.secure_cookies)
+
+
+def _checked_sign_in_post(request: Request, state: StateDep, csrf_token: str) -> bool:
+    """Refuse (403) a post from another site; then whether its pre-session token is right."""
+    refuse_cross_site(request, state.settings.public_url)
+    return presession.is_valid(request, state.settings.resolved_secret_key, csrf_token)
+
+
 @router.get("/")
-async def root(request: Request, session: SessionDep) -> Response:
+async def root(request: Request, session: SessionDep, state: StateDep) -> Response:
     """The first run offers to create the workspace and its owner; afterwards, the app."""
     if not await _anyone(session):
-        return render(request, "setup.html", form={"timezone": "UTC"})
+        return _form_page(request, state, "setup.html", form={"timezone": "UTC"})
     return RedirectResponse("/app", status_code=303)
 
 
@@ -77,12 +100,17 @@ async def setup(
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     timezone: Annotated[str, Form()] = "UTC",
+    csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """Create the first workspace and its owner, and sign them in (only while there is no
     one yet: afterwards people are added by an owner or admin)."""
+    form = {"workspace": workspace, "email": email, "timezone": timezone}
+    if not _checked_sign_in_post(request, state, csrf_token):
+        return _form_page(
+            request, state, "setup.html", form=form, error=FORM_EXPIRED, status_code=403
+        )
     if await _anyone(session):
         return redirect("/app/signin", "Tidings is set up already: sign in.", kind="error")
-    form = {"workspace": workspace, "email": email, "timezone": timezone}
     now = utcnow()
     try:
         if not workspace.strip():
@@ -90,16 +118,17 @@ async def setup(
         ws = await workspace_service.create_workspace(
             session, workspace.strip(), now, timezone=timezone
         )
-        await workspace_service.add_member(
+        # Hashed inside the transaction: this happens once, on a server nobody uses yet.
+        owner, _ = await workspace_service.add_member(
             session, workspace_id=ws.id, email=email, password=password, role=Role.OWNER, now=now
         )
     except (TidingsError, ValueError) as exc:
         await session.rollback()
         message = exc.message if isinstance(exc, TidingsError) else str(exc)
-        return render(request, "setup.html", form=form, error=message, status_code=400)
+        return _form_page(request, state, "setup.html", form=form, error=message, status_code=400)
     ttl = timedelta(minutes=state.settings.session_ttl_minutes)
-    new = await service.login(
-        session, email=email, password=password, workspace_id=ws.id, now=now, ttl=ttl
+    new = await service.start_session(
+        session, user_id=owner.id, workspace_id=ws.id, now=now, ttl=ttl
     )
     return _signed_in(
         redirect("/app", f"Welcome to Tidings, {ws.name} is ready."), new.token, state
@@ -107,35 +136,53 @@ async def setup(
 
 
 @router.get("/app/signin", response_class=HTMLResponse)
-async def signin_page(request: Request, session: SessionDep, next: str = "/app") -> Response:
+async def signin_page(
+    request: Request, session: SessionDep, state: StateDep, next: str = "/app"
+) -> Response:
     if not await _anyone(session):
         return RedirectResponse("/", status_code=303)
-    return render(request, "signin.html", next=_safe_next(next), form={})
+    return _form_page(request, state, "signin.html", next=_safe_next(next), form={})
 
 
 @router.post("/app/signin")
 async def signin(
     request: Request,
-    session: SessionDep,
     state: StateDep,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/app",
+    csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
+    """Sign in from the form (throttled like POST /auth/login, and with no SessionDep for
+    the same reason: the password is checked while no transaction is open)."""
+    again = {"next": _safe_next(next), "form": {"email": email}}
+    if not _checked_sign_in_post(request, state, csrf_token):
+        return _form_page(
+            request, state, "signin.html", error=FORM_EXPIRED, status_code=403, **again
+        )
     ttl = timedelta(minutes=state.settings.session_ttl_minutes)
     try:
-        new = await service.login(
-            session, email=email, password=password, workspace_id=None, now=utcnow(), ttl=ttl
+        new = await service.sign_in(
+            state.db,
+            SignInPolicy.from_settings(state.settings),
+            email=email,
+            password=password,
+            workspace_id=None,
+            address=client_address(request),
+            now=utcnow(),
+            ttl=ttl,
         )
     except TidingsError as exc:
-        return render(
+        page = _form_page(
             request,
+            state,
             "signin.html",
-            next=_safe_next(next),
-            form={"email": email},
             error=exc.message,
-            status_code=401,
+            status_code=exc.status_code if isinstance(exc, TooManyRequests) else 401,
+            **again,
         )
+        page.headers.update(exc.headers or {})
+        return page
     return _signed_in(redirect(_safe_next(next)), new.token, state)
 
 

@@ -9,8 +9,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.models import User, UserSession
+from tidings.auth.passwords import hash_password, verify_password
 from tidings.auth.principal import Principal
-from tidings.auth.service import hash_password, verify_password
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.scheduled_posts.lifecycle import Actor
@@ -78,13 +78,13 @@ async def add_member(
         user = User(
             id=new_id("usr"),
             email=email,
-            password_hash=hash_password(password),
+            password_hash=await hash_password(password),
             created_at=now,
             updated_at=now,
         )
         session.add(user)
         await session.flush()
-    elif not verify_password(user.password_hash, password):
+    elif not await verify_password(user.password_hash, password):
         raise Conflict(f"a user with email {email} exists with a different password")
     elif await session.get(Membership, (workspace_id, user.id)) is not None:
         raise Conflict(f"{email} is already a member of workspace {workspace_id}")
