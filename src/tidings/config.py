@@ -25,7 +25,10 @@ class Settings(BaseSettings):
     and sends cookies only over HTTPS.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+    # An invalid setting's error must not print the others (keys, the SMTP password).
+    model_config = SettingsConfigDict(
+        env_prefix="TIDINGS_", extra="ignore", hide_input_in_errors=True
+    )
 
     mode: Literal["embedded", "production"] = "embedded"
     data_dir: Path = Path(".tidings")

@@ -79,7 +79,8 @@ class Mailer:
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = to
-        mail["Subject"] = subject
+        # A header cannot hold a line break (a workspace's name might): one line of words.
+        mail["Subject"] = " ".join(subject.split())
         mail.set_content(text)
         return mail
 

@@ -5,6 +5,7 @@ in-process client waits for: a message is in the inbox when the answer arrives."
 import email
 import email.policy
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -66,19 +67,26 @@ def smtp() -> Iterator[Inbox]:
         controller.stop()
 
 
-@pytest.fixture
-async def mail_app(settings: Settings, smtp: Inbox) -> AsyncIterator[FastAPI]:
-    """The app of `settings`, sending mail to `smtp`."""
+@asynccontextmanager
+async def app_mailing_to(settings: Settings, smtp_url: str) -> AsyncIterator[FastAPI]:
+    """The app of `settings`, sending mail to `smtp_url`, reached at tidings.example.org."""
     mailing = Settings(
         **{
             **settings.model_dump(exclude={"secret_key", "smtp_url"}),
             "secret_key": settings.secret_key,
-            "smtp_url": SecretStr(smtp.url),
+            "smtp_url": SecretStr(smtp_url),
             "public_url": "https://tidings.example.org",
         }
     )
     application = create_app(mailing)
     async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def mail_app(settings: Settings, smtp: Inbox) -> AsyncIterator[FastAPI]:
+    """The app of `settings`, sending mail to `smtp`."""
+    async with app_mailing_to(settings, smtp.url) as application:
         yield application
 
 

@@ -3,15 +3,19 @@ single-use, expiring link, and what an inviter is told never depends on whether 
 has an account elsewhere; on both databases."""
 
 import hashlib
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
-from tests.workspaces.conftest import Inbox, body_of
+from tests.emulators.server import free_port
+from tests.workspaces.conftest import Inbox, app_mailing_to, body_of
 from tests.world import PASSWORD, World
 from tidings.auth.models import User
+from tidings.config import Settings
 from tidings.workspaces.models import Invitation, Membership
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -329,3 +333,23 @@ async def test_with_smtp_the_link_is_mailed_to_the_address_only(
     r = await admin.post("/members/invitations", json={"email": "bad", "role": "viewer"})
     assert r.status_code == 400
     assert len(smtp.received) == 1
+
+
+async def test_a_mail_server_that_is_down_loses_no_invitation(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Delivery is after the commit: the invitation stands, the failure is logged, and the
+    inviter can invite again once the server is back."""
+    down = f"smtp://127.0.0.1:{free_port()}?from=noreply@tidings.test&timeout=2"
+    async with app_mailing_to(settings, down) as app, World.build(app) as world:
+        owner = await world.person("owner")
+        with caplog.at_level(logging.ERROR, logger="tidings.mail"):
+            r = await owner.post(
+                "/members/invitations", json={"email": "far@acme.example.com", "role": "viewer"}
+            )
+        assert r.status_code == 201, r.text
+        assert (r.json()["link"], r.json()["mailed"]) == (None, True)
+        assert [i.email for i in await invitations_in_db(world)] == ["far@acme.example.com"]
+        assert any("mail to far@acme.example.com not delivered" in m for m in caplog.messages), (
+            caplog.messages
+        )

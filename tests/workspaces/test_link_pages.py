@@ -8,6 +8,7 @@ import re
 import httpx
 from sqlalchemy import select
 
+from tests.workspaces.conftest import Inbox, body_of
 from tests.world import PASSWORD, World
 from tidings.auth.models import User
 from tidings.workspaces.models import Membership
@@ -185,3 +186,30 @@ async def test_revoke_reset_link_and_own_password_from_settings(world: World) ->
         "/auth/login", json={"email": world.emails["admin"], "password": NEW_PASSWORD}
     )
     assert login.status_code == 200
+
+
+async def test_with_smtp_the_settings_page_mails_the_links(mail_world: World, smtp: Inbox) -> None:
+    owner = await web_person(mail_world, "owner")
+    token = csrf(await owner.get("/app/settings"))
+    r = await owner.post(
+        "/app/settings/invitations",
+        data={"csrf_token": token, "email": "post@acme.example.com", "role": "editor"},
+    )
+    assert r.status_code == 303
+    page = await owner.get("/app/settings")
+    assert "Invitation e-mailed to post@acme.example.com (as editor)." in page.text
+    assert 'id="shown-link"' not in page.text
+    assert "/app/invitations/" not in page.text
+    r = await owner.post(
+        f"/app/settings/members/{mail_world.user_ids['viewer']}/password-reset",
+        data={"csrf_token": token},
+    )
+    assert r.status_code == 303
+    page = await owner.get("/app/settings")
+    assert f"A password reset link was e-mailed to {mail_world.emails['viewer']}." in page.text
+    assert [m.recipients for m in smtp.received] == [
+        ["post@acme.example.com"],
+        [mail_world.emails["viewer"]],
+    ]
+    assert "https://tidings.example.org/app/invitations/" in body_of(smtp.received[0].message)
+    assert "https://tidings.example.org/app/password-reset/" in body_of(smtp.received[1].message)
