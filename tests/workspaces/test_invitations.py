@@ -2,6 +2,7 @@
 single-use, expiring link, and what an inviter is told never depends on whether an address
 has an account elsewhere; on both databases."""
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -108,7 +109,7 @@ async def test_an_invitation_is_accepted_once_with_a_new_password(world: World) 
     assert again.json() == {"message": "this invitation was used already"}
     [stored] = await invitations_in_db(world)
     assert (stored.accepted_by, stored.accepted_at is not None) == (joined["userId"], True)
-    assert (await admin.get("/members/invitations")).json() == {"data": []}
+    assert (await admin.get("/members/invitations")).json() == {"data": [], "nextCursor": None}
     assert (await sign_in(world, "new@acme.example.com", "another password")).status_code == 401
 
 
@@ -150,7 +151,7 @@ async def test_wrong_revoked_replaced_and_expired_links_add_no_one(world: World)
     r = await anonymous.post("/invitations/accept", json={"token": token, "password": PASSWORD})
     assert r.status_code == 409
     assert r.json() == {"message": "this invitation was revoked; ask for a new one"}
-    assert (await owner.get("/members/invitations")).json() == {"data": []}
+    assert (await owner.get("/members/invitations")).json() == {"data": [], "nextCursor": None}
 
     # Expired.
     third = (await owner.post("/members/invitations", json=body)).json()
@@ -160,7 +161,7 @@ async def test_wrong_revoked_replaced_and_expired_links_add_no_one(world: World)
             .where(Invitation.id == third["id"])
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    assert (await owner.get("/members/invitations")).json() == {"data": []}
+    assert (await owner.get("/members/invitations")).json() == {"data": [], "nextCursor": None}
     r = await anonymous.post(
         "/invitations/accept", json={"token": token_of(third["link"]), "password": PASSWORD}
     )
@@ -353,3 +354,44 @@ async def test_a_mail_server_that_is_down_loses_no_invitation(
         assert any("mail to far@acme.example.com not delivered" in m for m in caplog.messages), (
             caplog.messages
         )
+
+
+async def test_pending_invitations_are_paged_newest_first(world: World) -> None:
+    owner = await world.person("owner")
+    made = []
+    for n in range(5):
+        r = await owner.post(
+            "/members/invitations", json={"email": f"p{n}@acme.example.com", "role": "viewer"}
+        )
+        made.append(r.json()["id"])
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = (await owner.get("/members/invitations", params=params)).json()
+        seen += [i["id"] for i in page["data"]]
+        pages += 1
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert (seen, pages) == (made[::-1], 3)
+    r = await owner.get("/members/invitations", params={"limit": 0})
+    assert r.status_code == 422
+    assert r.json()["error"][0]["path"] == ["query", "limit"]
+
+
+async def test_one_link_accepted_twice_at_once_adds_one_account(world: World) -> None:
+    owner = await world.person("owner")
+    r = await owner.post(
+        "/members/invitations", json={"email": "race@acme.example.com", "role": "viewer"}
+    )
+    token = token_of(r.json()["link"])
+    answers = await asyncio.gather(
+        *(
+            world.anonymous().post(
+                "/invitations/accept", json={"token": token, "password": f"password number {n}"}
+            )
+            for n in range(2)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    assert await memberships_of(world, "race@acme.example.com") == [(world.workspace_id, "viewer")]

@@ -9,7 +9,7 @@ one; the last owner stays). People join only by accepting an invitation."""
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, status
 
 from tidings.auth.deps import SESSION_COOKIE, CurrentPrincipal, current_principal
 from tidings.auth.principal import Principal
@@ -105,10 +105,23 @@ async def create_invitation(
 
 
 @members_router.get("/invitations", response_model=InvitationList)
-async def list_invitations(principal: CurrentPrincipal, session: SessionDep) -> InvitationList:
-    """The invitations still pending (owners and admins), newest first."""
-    pending = await invitations.list_pending(session, principal, utcnow())
-    return InvitationList(data=[_invitation_out(i) for i in pending])
+async def list_invitations(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> InvitationList:
+    """The invitations still pending (owners and admins), newest first; page with
+    `nextCursor`."""
+    # One more than asked says whether there is a next page.
+    found = await invitations.list_pending(
+        session, principal, utcnow(), limit=limit + 1, before=cursor
+    )
+    page = found[:limit]
+    more = len(found) > limit
+    return InvitationList(
+        data=[_invitation_out(i) for i in page], nextCursor=page[-1].id if more else None
+    )
 
 
 @members_router.delete("/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.models import User
@@ -116,11 +117,17 @@ async def invite(
 
 
 async def list_pending(
-    session: AsyncSession, principal: Principal, now: datetime
+    session: AsyncSession,
+    principal: Principal,
+    now: datetime,
+    *,
+    limit: int | None = None,
+    before: str | None = None,
 ) -> list[Invitation]:
-    """The workspace's invitations not yet accepted, revoked or expired, newest first."""
+    """The workspace's invitations not yet accepted, revoked or expired, newest first (ids
+    are time-ordered): at most `limit`, made before the invitation `before` if given."""
     authorize_manage_members(principal)
-    rows = await session.execute(
+    query = (
         select(Invitation)
         .where(
             Invitation.workspace_id == principal.workspace_id,
@@ -130,7 +137,11 @@ async def list_pending(
         )
         .order_by(Invitation.id.desc())
     )
-    return list(rows.scalars())
+    if before is not None:
+        query = query.where(Invitation.id < before)
+    if limit is not None:
+        query = query.limit(limit)
+    return list((await session.execute(query)).scalars())
 
 
 async def revoke(
@@ -225,7 +236,13 @@ async def accept(
             updated_at=now,
         )
         session.add(user)
-        await session.flush()
+        try:
+            await session.flush()
+        except IntegrityError:
+            # Another link for this address made its account a moment ago.
+            raise Conflict(
+                f"{invitation.email} has a Tidings account already: sign in with it, then accept"
+            ) from None
     membership = Membership(
         workspace_id=invitation.workspace_id, user_id=user.id, role=invitation.role, created_at=now
     )

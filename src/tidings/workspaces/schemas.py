@@ -52,6 +52,7 @@ class InvitationIssued(InvitationOut):
 
 class InvitationList(BaseModel):
     data: list[InvitationOut]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")
 
 
 class InvitationAccept(RequestModel):
