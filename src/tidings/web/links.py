@@ -112,7 +112,7 @@ async def accept_invitation(
     if viewer is not None:
         return redirect(
             "/app/settings",
-            f"You joined {workspace} as {member.role.value}. Switch to it when you sign in.",
+            f"You joined {workspace} as {member.role.value}.",
         )
     return redirect(
         "/app/signin",
