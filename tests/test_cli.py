@@ -12,18 +12,21 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from tests.world import signature_headers
 from tidings.app import create_app
-from tidings.auth.models import ApiKey
+from tidings.auth import service as auth_service
+from tidings.auth.models import ApiKey, User, UserSession
 from tidings.channels.models import Channel, PlatformApp
 from tidings.config import Settings
 from tidings.crypto import SecretBox
@@ -31,11 +34,19 @@ from tidings.db.engine import Database
 from tidings.platforms.store import Credentials
 from tidings.publishing.models import Task, TaskKind
 from tidings.workspaces import service as workspace_service
-from tidings.workspaces.models import Membership, Workspace
+from tidings.workspaces.models import Membership, Role, Workspace
 
 TIDINGS = str(Path(sys.executable).with_name("tidings"))
 SECRET_KEY = "cli-test-secret-key-0123456789abcdefghij"
 assert len(SECRET_KEY) == 40
+
+
+def password_is(stored: str, password: str) -> bool:
+    """Whether `stored` (an argon2 hash) is the hash of `password`."""
+    try:
+        return PasswordHasher().verify(stored, password)
+    except VerificationError:
+        return False
 
 
 def cli_env(database_url: str | None, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -49,9 +60,18 @@ def cli_env(database_url: str | None, data_dir: Path, **extra: str) -> dict[str,
     return env
 
 
-def tidings(env: Mapping[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def tidings(
+    env: Mapping[str, str], *args: str, cwd: Path, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the command; its standard input is `stdin` (never the terminal of the tests)."""
     return subprocess.run(
-        [TIDINGS, *args], env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=120
+        [TIDINGS, *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
     )
 
 
@@ -199,14 +219,21 @@ def test_workspaces_create_refuses_bad_input(
     assert in_db(database_url, select(Workspace.id)) == []
 
 
+def password_of(url: str, email: str) -> str:
+    found = in_db(url, select(User.password_hash).where(User.email == email))
+    assert len(found) == 1
+    return str(found[0].password_hash)
+
+
 def test_users_create(env: dict[str, str], database_url: str, tmp_path: Path) -> None:
     ws = make_workspace(database_url)
     args = ["users", "create", "--workspace", ws, "--email", "Ann@Example.com"]
-    result = ok_json(
-        tidings(
-            env, *args, "--password", "long enough pw", "--role", "owner", "--json", cwd=tmp_path
-        )
+    # The password comes on standard input, never on the command line.
+    created = tidings(
+        env, *args, "--role", "owner", "--json", cwd=tmp_path, stdin="long enough pw\n"
     )
+    result = ok_json(created)
+    assert created.stderr == ""
     assert result["id"].startswith("usr_")
     assert result == {
         "id": result["id"],
@@ -216,13 +243,71 @@ def test_users_create(env: dict[str, str], database_url: str, tmp_path: Path) ->
     }
     memberships = in_db(database_url, select(Membership.user_id, Membership.role))
     assert [(m.user_id, m.role.value) for m in memberships] == [(result["id"], "owner")]
+    assert password_is(password_of(database_url, "ann@example.com"), "long enough pw")
+    # --password still works, with a warning that it shows in the process list.
+    other = ["users", "create", "--workspace", ws, "--email", "bo@example.com", "--role", "viewer"]
+    warned = tidings(env, *other, "--password", "long enough pw", cwd=tmp_path)
+    assert warned.returncode == 0, warned.stderr
+    assert "warning: --password shows in the process list" in warned.stderr
+
+
+def test_users_set_password_reads_stdin_and_ends_sign_ins(
+    env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    ws = make_workspace(database_url)
+
+    async def signed_in_person() -> None:
+        db = Database.connect(database_url)
+        try:
+            async with db.transaction() as session:
+                now = datetime.now(UTC)
+                await workspace_service.add_member(
+                    session,
+                    workspace_id=ws,
+                    email="ann@example.com",
+                    password="the old password",
+                    role=Role.EDITOR,
+                    now=now,
+                )
+                await auth_service.login(
+                    session,
+                    email="ann@example.com",
+                    password="the old password",
+                    workspace_id=ws,
+                    now=now,
+                    ttl=timedelta(hours=1),
+                )
+        finally:
+            await db.dispose()
+
+    asyncio.run(signed_in_person())
+    assert len(in_db(database_url, select(UserSession.token_hash))) == 1
+    args = ["users", "set-password", "--email", "Ann@Example.com"]
+    unknown, too_short = tidings_each(
+        env,
+        [["users", "set-password", "--email", "nobody@example.com"], args],
+        cwd=tmp_path,
+    )
+    assert failed(unknown) == "error: no account with email nobody@example.com\n"
+    assert "at least 8" in failed(too_short)
+    result = tidings(env, *args, "--json", cwd=tmp_path, stdin="a new long password\n")
+    assert ok_json(result) == {
+        "id": ok_json(result)["id"],
+        "email": "ann@example.com",
+        "passwordSet": True,
+    }
+    stored = password_of(database_url, "ann@example.com")
+    assert password_is(stored, "a new long password")
+    assert not password_is(stored, "the old password")
+    assert in_db(database_url, select(UserSession.token_hash)) == []
 
 
 def test_users_create_refusals(env: dict[str, str], database_url: str, tmp_path: Path) -> None:
     ws = make_workspace(database_url)
-    base = ["users", "create", "--email", "bob@example.com", "--password", "long enough pw"]
+    # Standard input is empty here: no password.
+    base = ["users", "create", "--email", "bob@example.com"]
     short_password = ["users", "create", "--workspace", ws, "--email", "c@example.com"]
-    short_password += ["--password", "short", "--role", "viewer"]
+    short_password += ["--role", "viewer"]
     bad_role, unknown_ws, unknown_ws_json, too_short = tidings_each(
         env,
         [

@@ -35,7 +35,7 @@ from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
 from tidings.state import AppState
 from tidings.timefmt import utcnow
 from tidings.web import pages as web_pages
-from tidings.workspaces.endpoints import members_router, workspace_router
+from tidings.workspaces.endpoints import links_router, members_router, workspace_router
 
 log = logging.getLogger("tidings")
 _UNPARSABLE_BODY = "There was an error parsing the body"
@@ -173,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys_router)
     app.include_router(members_router)
     app.include_router(workspace_router)
+    app.include_router(links_router)
     web_pages.install(app)
 
     @app.get("/health", tags=["operations"])

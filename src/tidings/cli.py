@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -17,6 +18,7 @@ from tidings.db.engine import Database
 from tidings.errors import TidingsError
 from tidings.platforms.store import Credentials
 from tidings.timefmt import format_instant, utcnow
+from tidings.workspaces import passwords
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Role
 
@@ -24,7 +26,9 @@ app = typer.Typer(
     help="Tidings: compose once, approve, publish at an exact instant.", no_args_is_help=True
 )
 workspaces_app = typer.Typer(help="Create workspaces.", no_args_is_help=True)
-users_app = typer.Typer(help="Add people to workspaces.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Add people to workspaces and set their passwords.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Issue and revoke API keys.", no_args_is_help=True)
 channels_app = typer.Typer(help="Add channels to publish to.", no_args_is_help=True)
 apps_app = typer.Typer(
@@ -194,19 +198,47 @@ def workspaces_create(
     _emit(result, as_json, f"created workspace {result['id']} ({result['name']})")
 
 
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--password",
+        help="Avoid: it shows in the process list and shell history. Leave it out to be "
+        "asked (hidden), or pipe the password on standard input.",
+    ),
+]
+
+
+def _read_password(given: str | None) -> str:
+    """The password from the terminal (hidden, asked twice) or the first line of standard
+    input; `--password` still works, with a warning."""
+    if given is not None:
+        typer.echo(
+            "warning: --password shows in the process list and the shell's history; "
+            "leave it out to be asked for it, or pipe it on standard input",
+            err=True,
+        )
+        return given
+    if sys.stdin.isatty():
+        password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 @users_app.command("create")
 def users_create(
     workspace: WorkspaceOpt,
     email: Annotated[str, typer.Option(help="Sign-in email.")],
-    password: Annotated[str, typer.Option(help="Sign-in password (at least 8 characters).")],
     role: Annotated[Role, typer.Option(help="Role in the workspace.")],
+    password: PasswordOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add a person to a workspace with a role."""
+    """Add a person to a workspace with a role. The password (at least 8 characters) is
+    asked for, or read from standard input; an existing account must give its own."""
+    secret = _read_password(password)
 
     async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
         user, membership = await workspace_service.add_member(
-            session, workspace_id=workspace, email=email, password=password, role=role, now=utcnow()
+            session, workspace_id=workspace, email=email, password=secret, role=role, now=utcnow()
         )
         return {
             "id": user.id,
@@ -217,6 +249,23 @@ def users_create(
 
     result = _run(work, as_json=as_json)
     _emit(result, as_json, f"created user {result['id']} ({result['email']}, {result['role']})")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: Annotated[str, typer.Option(help="The account's sign-in email.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a person's password, asked for (hidden) or read from standard input; every
+    sign-in of theirs ends."""
+    secret = _read_password(None)
+
+    async def work(session: AsyncSession, _: Settings) -> dict[str, Any]:
+        user = await passwords.set_password(session, email, secret, utcnow())
+        return {"id": user.id, "email": user.email, "passwordSet": True}
+
+    result = _run(work, as_json=as_json)
+    _emit(result, as_json, f"password set for {result['email']}; their sign-ins ended")
 
 
 @keys_app.command("create")

@@ -5,10 +5,13 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from tidings.mail import Mailer
 
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
@@ -23,7 +26,10 @@ class Settings(BaseSettings):
     and sends cookies only over HTTPS.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+    # An invalid setting's error must not print the others (keys, the SMTP password).
+    model_config = SettingsConfigDict(
+        env_prefix="TIDINGS_", extra="ignore", hide_input_in_errors=True
+    )
 
     mode: Literal["embedded", "production"] = "embedded"
     data_dir: Path = Path(".tidings")
@@ -83,6 +89,10 @@ class Settings(BaseSettings):
     tiktok_chunk_bytes: int = Field(
         default=16 * 1024 * 1024, ge=5 * 1024 * 1024, le=64 * 1024 * 1024
     )
+    # Mail (invitations, password reset links): smtp://user:pass@host:587?from=… (see mail.py).
+    smtp_url: SecretStr | None = None
+    invitation_ttl_hours: float = Field(default=7 * 24, gt=0)
+    password_reset_ttl_hours: float = Field(default=24, gt=0)
     health_max_lag_seconds: float = Field(default=60, gt=0)
     health_max_heartbeat_age_seconds: float = Field(default=30, gt=0)
 
@@ -96,6 +106,21 @@ class Settings(BaseSettings):
                     f"{MIN_SECRET_KEY_LENGTH} characters in production mode"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _smtp_url_is_usable(self) -> "Settings":
+        from tidings.mail import Mailer
+
+        if self.smtp_url is not None:
+            Mailer.from_url(self.smtp_url.get_secret_value())
+        return self
+
+    @property
+    def mailer(self) -> "Mailer | None":
+        """Where mail goes; None when `TIDINGS_SMTP_URL` is unset (links are shown instead)."""
+        from tidings.mail import mailer_for
+
+        return mailer_for(self.smtp_url.get_secret_value() if self.smtp_url else None)
 
     @model_validator(mode="after")
     def _lease_outlives_call(self) -> "Settings":

@@ -371,6 +371,10 @@ PUBLIC_PATHS = {
     "/health",
     "/metrics",
     "/auth/login",
+    # The ends of invitation and reset links: the token is the credential (see
+    # tests/workspaces/test_invitations.py and test_passwords.py).
+    "/invitations/accept",
+    "/auth/password-reset",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -420,7 +424,14 @@ def _is_page(path: str) -> bool:
     return path == "/" or path.startswith(("/app", "/static"))
 
 
-PUBLIC_PAGES = {"/", "/app/setup", "/app/signin", "/static"}
+PUBLIC_PAGES = {
+    "/",
+    "/app/setup",
+    "/app/signin",
+    "/static",
+    "/app/invitations/{token}",
+    "/app/password-reset/{token}",
+}
 
 
 @pytest.mark.parametrize(

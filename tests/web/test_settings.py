@@ -1,6 +1,7 @@
-"""The settings page in a real browser, on both databases: members and roles, an API key
-shown once and working until revoked, timezones, platform apps; a viewer sees the lists
-without buttons and a forged form is refused by the service."""
+"""The settings page in a real browser, on both databases: invitations (and joining through
+one), members and roles, an API key shown once and working until revoked, timezones,
+platform apps; a viewer sees the lists without buttons and a forged form is refused by the
+service."""
 
 import re
 
@@ -16,30 +17,49 @@ def csrf_of(page: Page) -> str:
     return token
 
 
-def test_an_owner_adds_a_member_changes_their_role_and_removes_them(
+def test_an_owner_invites_a_member_who_joins_then_changes_their_role_and_removes_them(
     page: Page, team: Team, request: pytest.FixtureRequest
 ) -> None:
     sign_in(page, team, "owner")
     page.goto("/app/settings")
     page.get_by_label("Email").fill("new@acme.example.com")
-    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Role", exact=True).select_option("reviewer")
-    page.get_by_role("button", name="Add member").click()
-    expect(page.get_by_role("status")).to_contain_text(
-        "new@acme.example.com joined the workspace as reviewer"
-    )
+    page.get_by_role("button", name="Invite").click()
+    expect(page.get_by_role("heading", name="Invitation for new@acme.example.com")).to_be_visible()
+    link = page.get_by_label("Invitation link").input_value()
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/app/invitations/[\w-]{43}", link), link
+    invitations = page.locator("#invitations")
+    expect(invitations.get_by_role("row", name=re.compile("new@acme"))).to_contain_text("reviewer")
+    shot(page, "settings-invitation", request)
+    # Bad input is said on the page; nothing is added.
+    page.get_by_label("Email").fill("not-an-email@x")
+    page.get_by_role("button", name="Invite").click()
+    expect(page.get_by_role("alert")).to_contain_text("is not an email address")
+
+    # The invitee opens the link signed out, chooses a password and signs in with it.
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(link)
+    expect(page.get_by_role("heading", name="Join Acme")).to_be_visible()
+    page.get_by_label("Choose a password").fill(PASSWORD + " new")
+    page.get_by_label("The password again").fill(PASSWORD + " new")
+    shot(page, "invitation", request)
+    page.get_by_role("button", name="Join Acme").click()
+    expect(page.get_by_role("status")).to_contain_text("you joined Acme as reviewer")
+    page.get_by_label("Email").fill("new@acme.example.com")
+    page.get_by_label("Password").fill(PASSWORD + " new")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Acme · reviewer")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, team, "owner")
+    page.goto("/app/settings")
+    expect(page.locator("#invitations")).to_contain_text("No invitations waiting.")
     role = page.get_by_label("Role of new@acme.example.com", exact=True)
     expect(role).to_have_value("reviewer")
     role.select_option("editor")
     page.get_by_role("button", name="Change the role of new@acme.example.com").click()
     expect(page.get_by_role("status")).to_contain_text("new@acme.example.com is now editor")
     expect(page.get_by_label("Role of new@acme.example.com", exact=True)).to_have_value("editor")
-
-    # Bad input is said on the page; nothing is added.
-    page.get_by_label("Email").fill("not-an-email@x")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Add member").click()
-    expect(page.get_by_role("alert")).to_contain_text("is not an email address")
     # The last owner stays an owner.
     page.get_by_label(f"Role of {team.email['owner']}", exact=True).select_option("admin")
     page.get_by_role("button", name=f"Change the role of {team.email['owner']}").click()
@@ -136,8 +156,10 @@ def test_a_viewer_sees_no_buttons_and_forged_forms_are_refused(
     sign_in(page, team, "viewer")
     page.goto("/app/settings")
     expect(page.get_by_role("cell", name=team.email["owner"])).to_be_visible()
-    expect(page.get_by_role("button", name="Add member")).to_have_count(0)
-    expect(page.get_by_role("button", name=re.compile("^Change"))).to_have_count(0)
+    expect(page.get_by_role("button", name="Invite")).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^Password reset link"))).to_have_count(0)
+    expect(page.get_by_role("button", name="Change password")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("^Change the role"))).to_have_count(0)
     expect(page.get_by_text("Remove…")).to_have_count(0)
     expect(page.get_by_role("button", name="Create key")).to_have_count(0)
     expect(page.get_by_role("button", name="Save workspace")).to_have_count(0)
@@ -148,8 +170,8 @@ def test_a_viewer_sees_no_buttons_and_forged_forms_are_refused(
     shot(page, "settings-viewer-phone", request)
 
     token = csrf_of(page)
-    forged = {"csrf_token": token, "email": "mole@acme.example.com", "password": PASSWORD}
-    answer = page.request.post("/app/settings/members", form={**forged, "role": "owner"})
+    forged = {"csrf_token": token, "email": "mole@acme.example.com"}
+    answer = page.request.post("/app/settings/invitations", form={**forged, "role": "owner"})
     assert answer.status == 403
     assert "role viewer cannot manage members" in answer.text()
     answer = page.request.post("/app/settings/keys", form={"csrf_token": token, "name": "mine"})

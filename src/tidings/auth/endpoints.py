@@ -18,7 +18,9 @@ from tidings.auth.throttle import SignInPolicy
 from tidings.db.session import SessionDep, StateDep
 from tidings.schemas import MessageBody
 from tidings.timefmt import utcnow
+from tidings.workspaces import passwords
 from tidings.workspaces import service as workspace_service
+from tidings.workspaces.schemas import PasswordChange
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -104,4 +106,21 @@ async def update_me(
         userId=user.id,
         timezone=user.timezone,
         effectiveTimezone=user.timezone or workspace.timezone,
+    )
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(
+    body: PasswordChange, request: Request, principal: CurrentPrincipal, session: SessionDep
+) -> None:
+    """Change your own password (signed in; the current one is asked). Your other sign-ins
+    end; this one stays."""
+    require_session(principal)
+    await passwords.change_own_password(
+        session,
+        principal,
+        current=body.currentPassword,
+        new=body.newPassword,
+        session_hash=request.state.user_session.token_hash,
+        now=utcnow(),
     )

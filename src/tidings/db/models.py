@@ -6,14 +6,16 @@ from tidings.db.base import Base
 from tidings.publishing.models import PublishAttempt, Task, WorkerHeartbeat
 from tidings.sandbox.models import SandboxCall, SandboxPost
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
-from tidings.workspaces.models import Membership, Workspace
+from tidings.workspaces.models import Invitation, Membership, PasswordReset, Workspace
 
 metadata = Base.metadata
 
 __all__ = [
     "ApiKey",
     "Channel",
+    "Invitation",
     "Membership",
+    "PasswordReset",
     "PostEvent",
     "PublishAttempt",
     "SandboxCall",

@@ -219,12 +219,12 @@ def install(app: FastAPI) -> None:
     """The pages, their static files and what a page does on a missing session or CSRF."""
     from fastapi.staticfiles import StaticFiles
 
-    from tidings.web import calendar, channels, compose, review, settings
+    from tidings.web import calendar, channels, compose, links, review, settings
     from tidings.web.render import HERE
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
-    for page in (calendar, compose, review, channels, settings):
+    for page in (calendar, compose, review, channels, settings, links):
         app.include_router(page.router)
 
     @app.exception_handler(SignInRequired)

@@ -1,23 +1,27 @@
-"""Settings: members and roles, API keys, the workspace's and one's own timezone, and the
-workspace's platform apps. Each action calls the same service as the JSON API, which
-checks who may (a viewer's forged form is refused there, not only hidden here)."""
+"""Settings: members and roles (invitations, reset links), your password, API keys, the
+workspace's and one's own timezone, and the workspace's platform apps. Each action calls
+the same service as the JSON API, which checks who may (a viewer's forged form is refused
+there, not only hidden here)."""
 
 import functools
 import zoneinfo
+from dataclasses import dataclass
+from datetime import timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth import service as auth_service
 from tidings.auth.service import IssuedKey
 from tidings.channels import service as channel_service
-from tidings.db.session import SessionDep, StateDep
-from tidings.errors import Forbidden, TidingsError
+from tidings.db.session import SessionDep, StateDep, app_state
+from tidings.errors import BadRequest, Forbidden, TidingsError
 from tidings.timefmt import utcnow
 from tidings.web.channels import PLATFORM_NAMES
 from tidings.web.deps import CurrentViewer, Viewer, checked_form
 from tidings.web.render import redirect, render
+from tidings.workspaces import invitations, passwords
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Role
 
@@ -32,12 +36,22 @@ def timezones() -> list[str]:
     return sorted(zoneinfo.available_timezones())
 
 
+@dataclass(frozen=True)
+class ShownLink:
+    """A link shown once on the page: an invitation's or a password reset's."""
+
+    kind: str
+    email: str
+    url: str
+
+
 async def _page(
     request: Request,
     viewer: Viewer,
     session: AsyncSession,
     *,
     issued: IssuedKey | None = None,
+    shown_link: ShownLink | None = None,
     status_code: int = 200,
 ) -> Response:
     workspace = await workspace_service.get_workspace(session, viewer.workspace_id)
@@ -45,6 +59,11 @@ async def _page(
     me = next((m for m in members if m.user.id == viewer.principal.user_id), None)
     keys = await auth_service.list_api_keys(session, viewer.principal) if viewer.manages else []
     apps = await channel_service.list_apps(session, viewer.workspace_id) if viewer.manages else []
+    pending = (
+        await invitations.list_pending(session, viewer.principal, utcnow())
+        if viewer.manages
+        else []
+    )
     grantable = [r for r in Role if r is not Role.OWNER or viewer.role.value == "owner"]
     return render(
         request,
@@ -56,6 +75,9 @@ async def _page(
         own_timezone=me.user.timezone if me else None,
         keys=keys,
         issued=issued,
+        shown_link=shown_link,
+        invitations=pending,
+        mailed=app_state(request).settings.smtp_url is not None,
         base_url=str(request.base_url).rstrip("/"),
         apps=apps,
         app_platforms=APP_PLATFORMS,
@@ -85,23 +107,123 @@ async def _refused(session: AsyncSession, exc: TidingsError, anchor: str) -> Res
     return redirect(f"{PAGE}#{anchor}", exc.message[:1].upper() + exc.message[1:], kind="error")
 
 
-@router.post(f"{PAGE}/members")
-async def add_member(request: Request, viewer: CurrentViewer, session: SessionDep) -> Response:
+@router.post(f"{PAGE}/invitations", response_class=HTMLResponse)
+async def invite(
+    request: Request,
+    viewer: CurrentViewer,
+    session: SessionDep,
+    state: StateDep,
+    background: BackgroundTasks,
+) -> Response:
+    """Invite an address: the link is e-mailed when SMTP is configured, else shown on the
+    page this answers with, once."""
     form = await checked_form(request, viewer)
+    settings = state.settings
     try:
-        member = await workspace_service.invite_member(
+        issued = await invitations.invite(
             session,
             viewer.principal,
-            email=str(form.get("email") or ""),
-            password=str(form.get("password") or ""),
+            email=str(form.get("email") or "")[:320],
             role=workspace_service.parse_role(str(form.get("role") or "")),
             now=utcnow(),
+            ttl=timedelta(hours=settings.invitation_ttl_hours),
         )
     except TidingsError as exc:
         return await _refused(session, exc, "members")
-    return redirect(
-        f"{PAGE}#members", f"{member.user.email} joined the workspace as {member.role.value}."
+    mailer = settings.mailer
+    if mailer is not None:
+        mail = invitations.invitation_mail(
+            mailer, issued, viewer.workspace_name, settings.public_url
+        )
+        background.add_task(mailer.deliver, mail)
+        invitation = issued.invitation
+        return redirect(
+            f"{PAGE}#invitations",
+            f"Invitation e-mailed to {invitation.email} (as {invitation.role.value}).",
+        )
+    link = invitations.invitation_url(settings.public_url, issued.token)
+    return await _page(
+        request,
+        viewer,
+        session,
+        shown_link=ShownLink("invitation", issued.invitation.email, link),
+        status_code=201,
     )
+
+
+@router.post(f"{PAGE}/invitations/{{invitation_id}}/revoke")
+async def revoke_invitation(
+    invitation_id: str, request: Request, viewer: CurrentViewer, session: SessionDep
+) -> Response:
+    await checked_form(request, viewer)
+    try:
+        invitation = await invitations.revoke(session, viewer.principal, invitation_id, utcnow())
+    except TidingsError as exc:
+        return await _refused(session, exc, "invitations")
+    return redirect(
+        f"{PAGE}#invitations",
+        f"The invitation of {invitation.email} is revoked: its link no longer works.",
+    )
+
+
+@router.post(f"{PAGE}/members/{{user_id}}/password-reset", response_class=HTMLResponse)
+async def password_reset(
+    user_id: str,
+    request: Request,
+    viewer: CurrentViewer,
+    session: SessionDep,
+    state: StateDep,
+    background: BackgroundTasks,
+) -> Response:
+    """A reset link for a member: e-mailed when SMTP is configured, else shown once."""
+    await checked_form(request, viewer)
+    settings = state.settings
+    mailer = settings.mailer
+    try:
+        issued = await passwords.issue_reset(
+            session,
+            viewer.principal,
+            user_id,
+            now=utcnow(),
+            ttl=timedelta(hours=settings.password_reset_ttl_hours),
+            mailed=mailer is not None,
+        )
+    except TidingsError as exc:
+        return await _refused(session, exc, "members")
+    email = issued.member.user.email
+    if mailer is not None:
+        mail = passwords.reset_mail(mailer, issued, viewer.workspace_name, settings.public_url)
+        background.add_task(mailer.deliver, mail)
+        return redirect(f"{PAGE}#members", f"A password reset link was e-mailed to {email}.")
+    link = passwords.reset_url(settings.public_url, issued.token)
+    return await _page(
+        request, viewer, session, shown_link=ShownLink("reset", email, link), status_code=201
+    )
+
+
+@router.post(f"{PAGE}/password")
+async def change_password(request: Request, viewer: CurrentViewer, session: SessionDep) -> Response:
+    form = await checked_form(request, viewer)
+    try:
+        if str(form.get("new_password") or "") != str(form.get("confirm_password") or ""):
+            raise BadRequest("the new password and its confirmation differ")
+        await passwords.change_own_password(
+            session,
+            viewer.principal,
+            current=str(form.get("current_password") or "")[:1024],
+            new=str(form.get("new_password") or "")[:1024],
+            session_hash=viewer.sign_in,
+            now=utcnow(),
+        )
+    except TidingsError as exc:
+        if isinstance(exc, Forbidden):
+            # A wrong current password is the person's to fix, not a forbidden action.
+            await session.rollback()
+            return redirect(
+                f"{PAGE}#password", exc.message[:1].upper() + exc.message[1:], kind="error"
+            )
+        return await _refused(session, exc, "password")
+    return redirect(f"{PAGE}#password", "Password changed. Your other sign-ins have ended.")
 
 
 @router.post(f"{PAGE}/members/{{user_id}}/role")

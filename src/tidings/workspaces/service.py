@@ -54,6 +54,21 @@ async def get_workspace(session: AsyncSession, workspace_id: str) -> Workspace:
     return workspace
 
 
+def normalise_email(email: str) -> str:
+    """The address as accounts are keyed (trimmed, lower case), or a 400 if it is none."""
+    email = email.strip().lower()
+    if not _EMAIL.match(email):
+        raise BadRequest(f"{email!r} is not an email address")
+    return email
+
+
+def check_password(password: str) -> str:
+    """`password` if it is long enough to be a new password, else a 400 saying so."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
 async def add_member(
     session: AsyncSession,
     *,
@@ -65,16 +80,15 @@ async def add_member(
 ) -> tuple[User, Membership]:
     """Add a person to a workspace, creating their account if the email is new.
 
-    An existing account keeps its password: the one given must match it.
+    An existing account keeps its password: the one given must match it. This is for the
+    operator (the command line, the first run) and tests; people invite others instead
+    (`tidings.workspaces.invitations`), which tells nothing about accounts elsewhere.
     """
     await get_workspace(session, workspace_id)
-    email = email.strip().lower()
-    if not _EMAIL.match(email):
-        raise BadRequest(f"{email!r} is not an email address")
+    email = normalise_email(email)
     user = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
     if user is None:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise BadRequest(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        check_password(password)
         user = User(
             id=new_id("usr"),
             email=email,
@@ -167,33 +181,9 @@ async def _owners(session: AsyncSession, workspace_id: str) -> int:
     return int(found or 0)
 
 
-def _owners_only(by: Role, what: str) -> None:
+def owners_only(by: Role, what: str) -> None:
     if by is not Role.OWNER:
         raise Forbidden(f"only an owner can {what}")
-
-
-async def invite_member(
-    session: AsyncSession,
-    principal: Principal,
-    *,
-    email: str,
-    password: str,
-    role: Role,
-    now: datetime,
-) -> Member:
-    """An owner or admin adds a person (an admin cannot make an owner)."""
-    by = authorize_manage_members(principal)
-    if role is Role.OWNER:
-        _owners_only(by, "add an owner")
-    user, membership = await add_member(
-        session,
-        workspace_id=principal.workspace_id,
-        email=email,
-        password=password,
-        role=role,
-        now=now,
-    )
-    return Member(user, membership)
 
 
 async def change_role(
@@ -206,7 +196,7 @@ async def change_role(
     if role is member.role:
         return member
     if Role.OWNER in (role, member.role):
-        _owners_only(by, "grant or take away the owner role")
+        owners_only(by, "grant or take away the owner role")
     if member.role is Role.OWNER and await _owners(session, principal.workspace_id) <= 1:
         raise Conflict("the workspace's last owner cannot be demoted; make another owner first")
     member.membership.role = role
@@ -221,7 +211,7 @@ async def remove_member(session: AsyncSession, principal: Principal, user_id: st
     by = authorize_manage_members(principal)
     member = await get_member(session, principal.workspace_id, user_id)
     if member.role is Role.OWNER:
-        _owners_only(by, "remove an owner")
+        owners_only(by, "remove an owner")
         if await _owners(session, principal.workspace_id) <= 1:
             raise Conflict("the workspace's last owner cannot be removed")
     await session.execute(
