@@ -261,7 +261,7 @@ def test_users_set_password_reads_stdin_and_ends_sign_ins(
         try:
             async with db.transaction() as session:
                 now = datetime.now(UTC)
-                await workspace_service.add_member(
+                user, _ = await workspace_service.add_member(
                     session,
                     workspace_id=ws,
                     email="ann@example.com",
@@ -269,10 +269,9 @@ def test_users_set_password_reads_stdin_and_ends_sign_ins(
                     role=Role.EDITOR,
                     now=now,
                 )
-                await auth_service.login(
+                await auth_service.start_session(
                     session,
-                    email="ann@example.com",
-                    password="the old password",
+                    user_id=user.id,
                     workspace_id=ws,
                     now=now,
                     ttl=timedelta(hours=1),

@@ -24,8 +24,15 @@ def csrf(page: httpx.Response) -> str:
 
 async def web_person(world: World, role: str) -> httpx.AsyncClient:
     client = world.anonymous()
+    form = await client.get("/app/signin")
     r = await client.post(
-        "/app/signin", data={"email": world.emails[role], "password": PASSWORD, "next": "/app"}
+        "/app/signin",
+        data={
+            "email": world.emails[role],
+            "password": PASSWORD,
+            "next": "/app",
+            "csrf_token": csrf(form),
+        },
     )
     assert r.status_code == 303, r.text
     return client
