@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tidings import __version__
 from tidings.auth.endpoints import router as auth_router
 from tidings.auth.keys import router as api_keys_router
+from tidings.bodylimit import BodyLimit
 from tidings.channels.endpoints import apps_router as platform_apps_router
 from tidings.channels.endpoints import router as channels_router
 from tidings.config import Settings
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(refuse_nul_in_url)],
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(auth_router)
     app.include_router(channels_router)
     app.include_router(platform_apps_router)
