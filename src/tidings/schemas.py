@@ -1,9 +1,11 @@
 """The base of request bodies, and the error bodies declared once for OpenAPI."""
 
+import json
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 from tidings.errors import RequestShapeError
 
@@ -48,6 +50,37 @@ class RequestModel(BaseModel):
             # Not a ValueError: it leaves validation as is, keeping its exact path.
             raise _nul_error(found)
         return data
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests (a scalar is 0, `{"a": 1}` is 1), counted to `limit` + 1."""
+    if limit < 0 or not isinstance(value, dict | list):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
+
+
+def bounded_json(max_bytes: int, max_depth: int) -> AfterValidator:
+    """A bound on free-form JSON (platform options): its size as compact UTF-8 JSON, and
+    how deeply it nests; past either, a 422 at the field's path that says which."""
+
+    def check(value: Any) -> Any:
+        if _depth(value, max_depth) > max_depth:
+            raise PydanticCustomError(
+                "json_too_deep",
+                "must nest at most {max_depth} levels deep",
+                {"max_depth": max_depth},
+            )
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > max_bytes:
+            raise PydanticCustomError(
+                "json_too_large",
+                "must be at most {max_bytes} bytes as JSON (this is {size})",
+                {"max_bytes": max_bytes, "size": size},
+            )
+        return value
+
+    return AfterValidator(check)
 
 
 async def refuse_nul_in_url(request: Request) -> None:

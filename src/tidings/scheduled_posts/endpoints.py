@@ -131,7 +131,7 @@ async def list_scheduled_posts(
     principal: CurrentPrincipal,
     session: SessionDep,
     status_: Annotated[list[PostStatus] | None, Query(alias="status")] = None,
-    channel_id: Annotated[str | None, Query(alias="channelId")] = None,
+    channel_id: Annotated[str | None, Query(alias="channelId", max_length=40)] = None,
     scheduled_from: Annotated[Instant | None, Query(alias="from")] = None,
     scheduled_to: Annotated[Instant | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,

@@ -41,6 +41,7 @@ from tidings.scheduled_posts.media_check import media_problems
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.scheduled_posts.rows import PostRow
 from tidings.scheduled_posts.schemas import (
+    MAX_CHANNELS,
     ChannelEntry,
     ResolveRequest,
     ScheduledPostCreate,
@@ -248,6 +249,13 @@ async def _apply_channel_changes(
     if added:
         next_position = max((t.position for t in post.targets), default=-1) + 1
         post.targets.extend(await _new_targets(session, post.workspace_id, added, next_position))
+    if len(post.targets) > MAX_CHANNELS:
+        # Each PATCH is bounded by its schema; this bounds what they add up to.
+        raise RequestShapeError(
+            f"a post has at most {MAX_CHANNELS} channels; remove some (set them to null) first",
+            ["channels"],
+            "too_long",
+        )
 
 
 def _reject_explicit_nulls(body: ScheduledPostUpdate) -> None:
