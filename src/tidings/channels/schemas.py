@@ -45,6 +45,7 @@ class ChannelOut(BaseModel):
 
 class ChannelList(BaseModel):
     data: list[ChannelOut]
+    nextCursor: str | None = None
 
 
 class ChannelCheck(BaseModel):

@@ -187,6 +187,7 @@ class PostEventOut(BaseModel):
 
 class PostEventList(BaseModel):
     data: list[PostEventOut]
+    nextCursor: str | None
 
 
 class PublishAttemptOut(BaseModel):
@@ -206,6 +207,7 @@ class PublishAttemptOut(BaseModel):
 
 class PublishAttemptList(BaseModel):
     data: list[PublishAttemptOut]
+    nextCursor: str | None
 
 
 class ValidationProblem(BaseModel):

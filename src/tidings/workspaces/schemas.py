@@ -21,6 +21,7 @@ class MemberOut(BaseModel):
 
 class MemberList(BaseModel):
     data: list[MemberOut]
+    nextCursor: str | None = None
 
 
 class MemberAdd(RequestModel):
