@@ -11,7 +11,7 @@ from tidings.auth.principal import Principal
 from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus
 from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
-from tidings.errors import TidingsError
+from tidings.errors import Conflict, TidingsError
 from tidings.paging import MAX_PAGE
 from tidings.publishing.worker import platform_context
 from tidings.sandbox import service as sandbox_service
@@ -79,15 +79,18 @@ async def add_sandbox_channel(
         return redirect("/app/channels", "Name the channel.", kind="error")
     if len(name) > 200:
         return redirect("/app/channels", "A channel name has 200 characters at most.", kind="error")
-    channel = await service.add_channel(
-        session,
-        workspace_id=viewer.workspace_id,
-        platform="sandbox",
-        name=name,
-        options={},
-        now=utcnow(),
-        max_channels=state.settings.max_channels_per_workspace,
-    )
+    try:
+        channel = await service.add_channel(
+            session,
+            workspace_id=viewer.workspace_id,
+            platform="sandbox",
+            name=name,
+            options={},
+            now=utcnow(),
+            max_channels=state.settings.max_channels_per_workspace,
+        )
+    except Conflict as full:
+        return redirect("/app/channels", f"No channel was added: {full.message}.", kind="error")
     return redirect(f"/app/channels/{channel.id}", f"Sandbox channel “{channel.name}” added.")
 
 
