@@ -117,7 +117,7 @@ async def test_a_workspace_has_at_most_the_configured_channels(world: World) -> 
         r = await api.post("/channels", json={"platform": "sandbox", "name": "Third"})
         assert r.status_code == 409
         assert r.json() == {
-            "message": "the workspace has 2 channels, the most it may have "
+            "message": "the workspace has reached its limit of 2 channels "
             "(TIDINGS_MAX_CHANNELS_PER_WORKSPACE)"
         }
         names = [c["name"] for c in (await api.get("/channels")).json()["data"]]

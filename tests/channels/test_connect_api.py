@@ -185,7 +185,7 @@ async def test_connecting_past_the_channel_cap_is_409_and_reconnecting_is_not(
     r = await come_back(owner, instagram, await start(owner), user="17841400000000100")
     assert r.status_code == 409
     assert r.json() == {
-        "message": "the workspace has 2 channels, the most it may have "
+        "message": "the workspace has reached its limit of 2 channels "
         "(TIDINGS_MAX_CHANNELS_PER_WORKSPACE)"
     }
     async with world.db.transaction(write=False) as session:

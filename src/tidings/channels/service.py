@@ -104,7 +104,7 @@ async def ensure_room_for_channel(
     )
     if int(count or 0) >= max_channels:
         raise Conflict(
-            f"the workspace has {max_channels} channels, the most it may have "
+            f"the workspace has reached its limit of {max_channels} channels "
             "(TIDINGS_MAX_CHANNELS_PER_WORKSPACE)"
         )
 
