@@ -203,3 +203,11 @@ async def test_the_limit_is_configurable(small_app: FastAPI) -> None:
         r = await c.post("/auth/login", content=stream(), headers=headers)
         assert r.status_code == 413
         assert r.json() == {"message": "the request body is larger than the limit of 4096 bytes"}
+
+
+async def test_the_413_is_in_the_openapi_document(world: World) -> None:
+    spec = (await world.anonymous().get("/openapi.json")).json()
+    login = spec["paths"]["/auth/login"]["post"]["responses"]
+    assert login["413"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/MessageBody"
+    }

@@ -113,5 +113,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": MessageBody, "description": "Not allowed for this actor"},
     404: {"model": MessageBody, "description": "Not found in this workspace"},
     409: {"model": MessageBody, "description": "Not allowed in the current status"},
+    413: {"model": MessageBody, "description": "The request body is over the size limit"},
     422: {"model": ShapeErrorBody, "description": "The request does not fit its schema"},
 }
