@@ -433,6 +433,19 @@ def test_channels_add_refusals(env: dict[str, str], database_url: str, tmp_path:
     assert in_db(database_url, select(Channel.id)) == []
 
 
+def test_channels_add_past_the_cap_is_refused(database_url: str, tmp_path: Path) -> None:
+    env = cli_env(database_url, tmp_path / "data", TIDINGS_MAX_CHANNELS_PER_WORKSPACE="1")
+    ws = make_workspace(database_url)
+    add = ["channels", "add", "--workspace", ws, "--platform", "sandbox", "--json"]
+    first = ok_json(tidings(env, *add, "--name", "One", cwd=tmp_path))
+    refused = json.loads(failed(tidings(env, *add, "--name", "Two", cwd=tmp_path)))
+    assert refused == {
+        "message": "the workspace has reached its limit of 1 channels "
+        "(TIDINGS_MAX_CHANNELS_PER_WORKSPACE)"
+    }
+    assert [tuple(r) for r in in_db(database_url, select(Channel.id))] == [(first["id"],)]
+
+
 def test_channels_add_with_a_token_obtained_elsewhere(
     env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from tidings import __version__
 from tidings.auth.endpoints import router as auth_router
 from tidings.auth.keys import router as api_keys_router
+from tidings.bodylimit import BodyLimit
 from tidings.channels.endpoints import apps_router as platform_apps_router
 from tidings.channels.endpoints import router as channels_router
 from tidings.config import Settings
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The client's address and scheme as the reverse proxy saw them (sign-ins are
         # throttled per address), believed only when the proxy itself is named.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(auth_router)
     app.include_router(channels_router)
     app.include_router(platform_apps_router)

@@ -366,6 +366,7 @@ def channels_add(
             now=utcnow(),
             credentials=creds,
             box=SecretBox(settings.resolved_secret_key),
+            max_channels=settings.max_channels_per_workspace,
         )
         return {
             "id": channel.id,

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     password_reset_ttl_hours: float = Field(default=24, gt=0)
     health_max_lag_seconds: float = Field(default=60, gt=0)
     health_max_heartbeat_age_seconds: float = Field(default=30, gt=0)
+    # A request body over this is refused (413) before it is read or parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Adding or connecting one more channel past this is refused (409).
+    max_channels_per_workspace: int = Field(default=200, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

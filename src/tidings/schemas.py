@@ -1,9 +1,11 @@
 """The base of request bodies, and the error bodies declared once for OpenAPI."""
 
+import json
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
 
 from tidings.errors import RequestShapeError
 
@@ -50,6 +52,37 @@ class RequestModel(BaseModel):
         return data
 
 
+def _depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests (a scalar is 0, `{"a": 1}` is 1), counted to `limit` + 1."""
+    if limit < 0 or not isinstance(value, dict | list):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
+
+
+def bounded_json(max_bytes: int, max_depth: int) -> AfterValidator:
+    """A bound on free-form JSON (platform options): its size as compact UTF-8 JSON, and
+    how deeply it nests; past either, a 422 at the field's path that says which."""
+
+    def check(value: Any) -> Any:
+        if _depth(value, max_depth) > max_depth:
+            raise PydanticCustomError(
+                "json_too_deep",
+                "must nest at most {max_depth} levels deep",
+                {"max_depth": max_depth},
+            )
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > max_bytes:
+            raise PydanticCustomError(
+                "json_too_large",
+                "must be at most {max_bytes} bytes as JSON (this is {size})",
+                {"max_bytes": max_bytes, "size": size},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
 async def refuse_nul_in_url(request: Request) -> None:
     """A dependency of every route: no NUL in path or query parameters either."""
     if NUL in request.url.path or NUL in str(request.path_params):
@@ -80,5 +113,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": MessageBody, "description": "Not allowed for this actor"},
     404: {"model": MessageBody, "description": "Not found in this workspace"},
     409: {"model": MessageBody, "description": "Not allowed in the current status"},
+    413: {"model": MessageBody, "description": "The request body is over the size limit"},
     422: {"model": ShapeErrorBody, "description": "The request does not fit its schema"},
 }

@@ -105,3 +105,22 @@ async def test_health_without_a_worker_is_503(world: World) -> None:
     body = r.json()
     assert (body["status"], body["database"], body["workers"]) == ("unavailable", "ok", 0)
     assert body["problems"][0].startswith("no worker has a fresh heartbeat")
+
+
+async def test_a_workspace_has_at_most_the_configured_channels(world: World) -> None:
+    settings = world.state.settings
+    world.state.settings = settings.model_copy(update={"max_channels_per_workspace": 2})
+    try:
+        api = world.api()
+        r = await api.post("/channels", json={"platform": "sandbox", "name": "Second"})
+        assert r.status_code == 201, r.text
+        r = await api.post("/channels", json={"platform": "sandbox", "name": "Third"})
+        assert r.status_code == 409
+        assert r.json() == {
+            "message": "the workspace has reached its limit of 2 channels "
+            "(TIDINGS_MAX_CHANNELS_PER_WORKSPACE)"
+        }
+        names = [c["name"] for c in (await api.get("/channels")).json()["data"]]
+        assert names == ["Demo", "Second"]
+    finally:
+        world.state.settings = settings

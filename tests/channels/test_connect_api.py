@@ -169,3 +169,25 @@ async def test_an_old_state_or_no_app_or_the_wrong_caller_is_refused(
     r = await owner.get("/channels/connect/instagram")
     assert r.status_code == 400
     assert "PUT /platform-apps/instagram" in r.json()["message"]
+
+
+async def test_connecting_past_the_channel_cap_is_409_and_reconnecting_is_not(
+    world: World, owner: httpx.AsyncClient, instagram: InstagramEmulator
+) -> None:
+    settings = world.state.settings
+    # The world's sandbox channel and the account's: the cap is reached once it is connected.
+    world.state.settings = settings.model_copy(update={"max_channels_per_workspace": 2})
+    first = await come_back(owner, instagram, await start(owner))
+    assert first.status_code == 200, first.text
+    again = await come_back(owner, instagram, await start(owner))
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]  # a reconnection adds nothing
+    r = await come_back(owner, instagram, await start(owner), user="17841400000000100")
+    assert r.status_code == 409
+    assert r.json() == {
+        "message": "the workspace has reached its limit of 2 channels "
+        "(TIDINGS_MAX_CHANNELS_PER_WORKSPACE)"
+    }
+    async with world.db.transaction(write=False) as session:
+        platforms = (await session.execute(select(Channel.platform).order_by(Channel.id))).all()
+    assert [p for (p,) in platforms] == ["sandbox", "instagram"]

@@ -115,6 +115,19 @@ def test_a_disabled_channel_and_a_viewer(
     expect(page.get_by_text("Active")).to_be_visible()
 
 
+@pytest.mark.parametrize("live_settings", [{"max_channels_per_workspace": 1}])
+def test_adding_a_channel_past_the_cap_says_so(page: Page, team: Team) -> None:
+    sign_in(page, team, "owner")
+    page.goto("/app/channels")
+    page.get_by_label("Channel name").fill("One too many")
+    page.get_by_role("button", name="Add sandbox channel").click()
+    expect(page).to_have_url(re.compile(r"/app/channels$"))
+    expect(page.get_by_role("alert")).to_contain_text(
+        "No channel was added: the workspace has reached its limit of 1 channels"
+    )
+    expect(page.get_by_role("row")).to_have_count(2)  # the header and Demo feed only
+
+
 def _add_facebook_page(database_url: str, team: Team) -> str:
     """A Facebook Page whose token the platform refused (as a check or a publish finds)."""
     found: list[str] = []

@@ -12,7 +12,9 @@ class LoginRequest(RequestModel):
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
     workspaceId: str | None = Field(
-        default=None, description="Which of the person's workspaces; their first by default."
+        default=None,
+        max_length=40,
+        description="Which of the person's workspaces; their first by default.",
     )
 
 

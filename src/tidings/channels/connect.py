@@ -43,6 +43,7 @@ from tidings.channels.models import (
     PendingConnection,
     PlatformApp,
 )
+from tidings.channels.service import ensure_room_for_channel
 from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.errors import BadRequest, Forbidden
@@ -247,6 +248,7 @@ async def complete(
     *,
     box: SecretBox,
     now: datetime,
+    max_channels: int,
 ) -> Connected | Choice:
     """Spend the state; connect the one account, or keep several for the person to choose."""
     spent = await session.execute(
@@ -256,7 +258,9 @@ async def complete(
         raise BadRequest("this connection was completed already: start again")
     held = await _held(session, principal.workspace_id, {a.platform for a in accounts}, box)
     if len(accounts) == 1:
-        return await _connect(session, principal.workspace_id, accounts[0], held, box, now)
+        return await _connect(
+            session, principal.workspace_id, accounts[0], held, box, now, max_channels
+        )
     token = secrets.token_urlsafe(32)
     pending = PendingConnection(
         token_hash=_hash(token),
@@ -296,6 +300,7 @@ async def choose(
     chosen: Sequence[tuple[str, str]],
     box: SecretBox,
     now: datetime,
+    max_channels: int,
 ) -> list[Connected]:
     """Connect the chosen `(platform, account id)` pairs among those a consent offered to
     this sign-in; the offer is spent by the choice."""
@@ -334,7 +339,9 @@ async def choose(
         if creds is None:
             raise BadRequest("this connection was sealed under another secret key: connect again")
         account = Account(item["platform"], item["name"], creds)
-        connected.append(await _connect(session, principal.workspace_id, account, held, box, now))
+        connected.append(
+            await _connect(session, principal.workspace_id, account, held, box, now, max_channels)
+        )
     return connected
 
 
@@ -368,8 +375,10 @@ async def _connect(
     held: Held,
     box: SecretBox,
     now: datetime,
+    max_channels: int,
 ) -> Connected:
-    """Create the account's channel, or reconnect the one the workspace has for it."""
+    """Create the account's channel (within `max_channels`), or reconnect the one the
+    workspace has for it."""
     creds = account.credentials
     found = held.get((account.platform, creds.account_id))
     if found is not None:
@@ -391,6 +400,7 @@ async def _connect(
             .execution_options(synchronize_session=False)
         )
     else:
+        await ensure_room_for_channel(session, workspace_id, max_channels)
         channel = Channel(
             id=new_id("ch"),
             workspace_id=workspace_id,

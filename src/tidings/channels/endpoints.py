@@ -24,6 +24,7 @@ from tidings.channels.schemas import (
 )
 from tidings.db.session import READ_MOSTLY, WRITES, SessionDep, StateDep
 from tidings.errors import TidingsError
+from tidings.paging import MAX_PAGE, PageCursor, PageLimit
 from tidings.publishing.worker import platform_context
 from tidings.scheduled_posts.schemas import ValidationProblem
 from tidings.timefmt import utcnow
@@ -45,15 +46,22 @@ def _out(channel: Channel) -> ChannelOut:
 
 
 @router.get("", response_model=ChannelList)
-async def list_channels(principal: CurrentPrincipal, session: SessionDep) -> ChannelList:
-    """List the workspace's channels."""
-    channels = await service.list_channels(session, principal.workspace_id)
-    return ChannelList(data=[_out(c) for c in channels])
+async def list_channels(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: PageLimit = MAX_PAGE,
+    cursor: PageCursor = None,
+) -> ChannelList:
+    """List the workspace's channels, oldest first; page with `nextCursor`."""
+    channels, next_cursor = await service.list_channels(
+        session, principal.workspace_id, limit=limit, cursor=cursor
+    )
+    return ChannelList(data=[_out(c) for c in channels], nextCursor=next_cursor)
 
 
 @router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED)
 async def add_channel(
-    body: ChannelCreate, principal: CurrentPrincipal, session: SessionDep
+    body: ChannelCreate, principal: CurrentPrincipal, session: SessionDep, state: StateDep
 ) -> ChannelOut:
     """Add a channel (sandbox channels take fault-injection options)."""
     service.authorize_manage(principal)
@@ -64,6 +72,7 @@ async def add_channel(
         name=body.name,
         options=body.options,
         now=utcnow(),
+        max_channels=state.settings.max_channels_per_workspace,
     )
     return _out(channel)
 
@@ -165,7 +174,14 @@ async def _finish_connection(
     # platform answered); what the exchange brought is written in a short one of its own.
     async with state.db.transaction() as writing:
         return await connect.complete(
-            writing, principal, sign_in, consent, accounts, box=state.box, now=utcnow()
+            writing,
+            principal,
+            sign_in,
+            consent,
+            accounts,
+            box=state.box,
+            now=utcnow(),
+            max_channels=state.settings.max_channels_per_workspace,
         )
 
 
@@ -189,6 +205,7 @@ async def choose_accounts(
         chosen=[(a.platform, a.accountId) for a in body.accounts],
         box=state.box,
         now=utcnow(),
+        max_channels=state.settings.max_channels_per_workspace,
     )
     return ChannelList(data=[_out(c.channel) for c in connected])
 

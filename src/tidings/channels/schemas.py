@@ -6,12 +6,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from tidings.platforms import PLATFORMS
-from tidings.scheduled_posts.schemas import ValidationProblem
-from tidings.schemas import RequestModel
+from tidings.scheduled_posts.schemas import MAX_OPTIONS_BYTES, ValidationProblem
+from tidings.schemas import RequestModel, bounded_json
 
 OptionKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 OptionValue = str | int | float | bool
-ChannelOptions = Annotated[dict[OptionKey, OptionValue], Field(max_length=50)]
+ChannelOptions = Annotated[
+    dict[OptionKey, OptionValue], Field(max_length=50), bounded_json(MAX_OPTIONS_BYTES, 1)
+]
 ChannelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # Channels of real platforms hold an account's tokens: they are made by connecting the
 # account (or with `tidings channels add --access-token`), not by this endpoint.
@@ -43,6 +45,7 @@ class ChannelOut(BaseModel):
 
 class ChannelList(BaseModel):
     data: list[ChannelOut]
+    nextCursor: str | None = None
 
 
 class ChannelCheck(BaseModel):

@@ -4,20 +4,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.principal import Principal
 from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.crypto import SecretBox
-from tidings.errors import BadRequest, Forbidden, NotFound
+from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
+from tidings.paging import MAX_PAGE, every_page, keyset, page_of
 from tidings.platforms import PLATFORMS
 from tidings.platforms.base import ChannelFacts, PlatformContext, Problem
 from tidings.platforms.store import Credentials, next_refresh
 from tidings.publishing.service import enqueue_refresh
 from tidings.scheduled_posts.lifecycle import Actor
 from tidings.scheduled_posts.rows import ChannelRow
+from tidings.workspaces.models import Workspace
 from tidings.workspaces.service import get_workspace
 
 _MANAGERS = frozenset({Actor.OWNER, Actor.ADMIN, Actor.API_KEY})
@@ -38,10 +40,14 @@ async def add_channel(
     now: datetime,
     credentials: Credentials | None = None,
     box: SecretBox | None = None,
+    max_channels: int | None = None,
 ) -> Channel:
     """A new channel; `credentials` (sealed with `box`) are required by every platform
-    but the sandbox."""
+    but the sandbox. Requests pass `max_channels` (the setting); None, no cap, is for
+    fixtures and tools that build a workspace directly."""
     await get_workspace(session, workspace_id)
+    if max_channels is not None:
+        await ensure_room_for_channel(session, workspace_id, max_channels)
     if platform not in PLATFORMS:
         raise BadRequest(
             f"unknown platform {platform!r}; supported: {', '.join(sorted(PLATFORMS))}"
@@ -85,11 +91,42 @@ async def add_channel(
     return channel
 
 
-async def list_channels(session: AsyncSession, workspace_id: str) -> Sequence[Channel]:
-    result = await session.execute(
-        select(Channel).where(Channel.workspace_id == workspace_id).order_by(Channel.id)
+async def ensure_room_for_channel(
+    session: AsyncSession, workspace_id: str, max_channels: int
+) -> None:
+    """Refuse one more channel once the workspace has `max_channels` (409)."""
+    # Lock the workspace row first: two additions at once must not both see room for one.
+    await session.execute(
+        select(Workspace.id).where(Workspace.id == workspace_id).with_for_update()
     )
-    return result.scalars().all()
+    count = await session.scalar(
+        select(func.count()).select_from(Channel).where(Channel.workspace_id == workspace_id)
+    )
+    if int(count or 0) >= max_channels:
+        raise Conflict(
+            f"the workspace has reached its limit of {max_channels} channels "
+            "(TIDINGS_MAX_CHANNELS_PER_WORKSPACE)"
+        )
+
+
+async def list_channels(
+    session: AsyncSession, workspace_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[Channel], str | None]:
+    """A page of the workspace's channels, oldest first."""
+    query = keyset(
+        select(Channel).where(Channel.workspace_id == workspace_id),
+        Channel.id,
+        limit=limit,
+        cursor=cursor,
+    )
+    return page_of((await session.execute(query)).scalars().all(), limit, lambda c: c.id)
+
+
+async def all_channels(session: AsyncSession, workspace_id: str) -> list[Channel]:
+    """Every channel of the workspace (for the web app's pickers; the cap bounds them)."""
+    return await every_page(
+        lambda cursor: list_channels(session, workspace_id, limit=MAX_PAGE, cursor=cursor)
+    )
 
 
 async def get_channel(session: AsyncSession, workspace_id: str, channel_id: str) -> Channel:

@@ -10,6 +10,7 @@ from tidings.auth.deps import CurrentPrincipal
 from tidings.channels.service import get_channel
 from tidings.db.session import SessionDep
 from tidings.errors import NotFound
+from tidings.paging import MAX_PAGE, PageCursor, PageLimit
 from tidings.sandbox import service
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
@@ -31,18 +32,25 @@ class SandboxPostOut(BaseModel):
 
 class SandboxFeed(BaseModel):
     data: list[SandboxPostOut]
+    nextCursor: str | None
 
 
 @router.get("/channels/{channel_id}/posts", response_model=SandboxFeed)
 async def sandbox_feed(
-    channel_id: str, principal: CurrentPrincipal, session: SessionDep
+    channel_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: PageLimit = MAX_PAGE,
+    cursor: PageCursor = None,
 ) -> SandboxFeed:
-    """What the sandbox network shows on a channel's feed, oldest first, by its own record."""
+    """What the sandbox network shows on a channel's feed, oldest first, by its own record;
+    page with `nextCursor`."""
     channel = await get_channel(session, principal.workspace_id, channel_id)
     if channel.platform != "sandbox":
         raise NotFound(f"channel {channel_id} is not a sandbox channel")
-    posts = await service.feed(session, channel.id)
+    posts, next_cursor = await service.feed(session, channel.id, limit=limit, cursor=cursor)
     return SandboxFeed(
+        nextCursor=next_cursor,
         data=[
             SandboxPostOut(
                 id=p.id,
@@ -58,5 +66,5 @@ async def sandbox_feed(
                 firstCommentAt=p.first_comment_at,
             )
             for p in posts
-        ]
+        ],
     )

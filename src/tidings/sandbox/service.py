@@ -4,7 +4,6 @@ Writes go through `Database.grouped`: calls that arrive together share one trans
 real network's storage would batch them), but none returns before its row is committed.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.db.engine import Database
 from tidings.ids import new_id
+from tidings.paging import keyset, page_of
 from tidings.sandbox.models import SandboxCall, SandboxPost
 
 
@@ -97,9 +97,20 @@ async def add_comment(
         return post
 
 
-async def feed(session: AsyncSession, channel_id: str) -> Sequence[SandboxPost]:
-    """Everything the channel's feed shows, oldest first."""
-    result = await session.execute(
-        select(SandboxPost).where(SandboxPost.channel_id == channel_id).order_by(SandboxPost.id)
+async def feed(
+    session: AsyncSession,
+    channel_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    newest_first: bool = False,
+) -> tuple[list[SandboxPost], str | None]:
+    """A page of what the channel's feed shows, oldest first unless `newest_first`."""
+    query = keyset(
+        select(SandboxPost).where(SandboxPost.channel_id == channel_id),
+        SandboxPost.id,
+        limit=limit,
+        cursor=cursor,
+        descending=newest_first,
     )
-    return result.scalars().all()
+    return page_of((await session.execute(query)).scalars().all(), limit, lambda p: p.id)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.auth.deps import CurrentPrincipal
 from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
 from tidings.errors import RequestShapeError
+from tidings.paging import MAX_PAGE, PageCursor, PageLimit
 from tidings.publishing.worker import platform_context
 from tidings.scheduled_posts import media_check, service
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
@@ -35,7 +36,6 @@ from tidings.state import AppState
 from tidings.timefmt import utcnow
 
 router = APIRouter(prefix="/scheduled-posts", tags=["scheduled posts"])
-MAX_PAGE = 100
 
 
 def to_document(post: ScheduledPost) -> ScheduledPostOut:
@@ -131,11 +131,11 @@ async def list_scheduled_posts(
     principal: CurrentPrincipal,
     session: SessionDep,
     status_: Annotated[list[PostStatus] | None, Query(alias="status")] = None,
-    channel_id: Annotated[str | None, Query(alias="channelId")] = None,
+    channel_id: Annotated[str | None, Query(alias="channelId", max_length=40)] = None,
     scheduled_from: Annotated[Instant | None, Query(alias="from")] = None,
     scheduled_to: Annotated[Instant | None, Query(alias="to")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
 ) -> ScheduledPostPage:
     """List live posts, newest first; `from` ≤ scheduledFor < `to`; page with `nextCursor`."""
     filters = PostFilter(
@@ -311,11 +311,19 @@ async def _dry_run(
 
 @router.get("/{post_id}/events", response_model=PostEventList)
 async def list_events(
-    post_id: str, principal: CurrentPrincipal, session: SessionDep
+    post_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: PageLimit = MAX_PAGE,
+    cursor: PageCursor = None,
 ) -> PostEventList:
-    """The post's audit trail: every action, who took it, and the status it led to."""
-    events = await service.list_events(session, principal.workspace_id, post_id)
+    """The post's audit trail, oldest first: every action, who took it, and the status it
+    led to; page with `nextCursor`."""
+    events, next_cursor = await service.list_events(
+        session, principal.workspace_id, post_id, limit=limit, cursor=cursor
+    )
     return PostEventList(
+        nextCursor=next_cursor,
         data=[
             PostEventOut(
                 id=e.id,
@@ -329,17 +337,25 @@ async def list_events(
                 createdAt=e.created_at,
             )
             for e in events
-        ]
+        ],
     )
 
 
 @router.get("/{post_id}/attempts", response_model=PublishAttemptList)
 async def list_attempts(
-    post_id: str, principal: CurrentPrincipal, session: SessionDep
+    post_id: str,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: PageLimit = MAX_PAGE,
+    cursor: PageCursor = None,
 ) -> PublishAttemptList:
-    """The publishing ledger: each platform call, when, its outcome and error."""
-    attempts = await service.list_attempts(session, principal.workspace_id, post_id)
+    """The publishing ledger, oldest first: each platform call, when, its outcome and
+    error; page with `nextCursor`."""
+    attempts, next_cursor = await service.list_attempts(
+        session, principal.workspace_id, post_id, limit=limit, cursor=cursor
+    )
     return PublishAttemptList(
+        nextCursor=next_cursor,
         data=[
             PublishAttemptOut(
                 id=a.id,
@@ -356,7 +372,7 @@ async def list_attempts(
                 requestId=a.request_id,
             )
             for a in attempts
-        ]
+        ],
     )
 
 

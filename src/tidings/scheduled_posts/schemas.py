@@ -16,13 +16,16 @@ from pydantic import (
 
 from tidings.platforms.base import MediaType, PostType
 from tidings.scheduled_posts.lifecycle import PostStatus
-from tidings.schemas import RequestModel
+from tidings.schemas import RequestModel, bounded_json
 from tidings.timefmt import to_utc
 from tidings.workspaces.service import check_timezone
 
 MAX_TEXT = 100_000
 MAX_MEDIA_ITEMS = 35
 MAX_CHANNELS = 50
+# Platform options are a few flags and names; these leave room for any platform's.
+MAX_OPTIONS_BYTES = 16 * 1024
+MAX_OPTIONS_DEPTH = 4
 
 
 def _http_url(value: str) -> str:
@@ -49,6 +52,7 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(to
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_timezone)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 ChannelId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+PlatformOptions = Annotated[dict[str, Any], bounded_json(MAX_OPTIONS_BYTES, MAX_OPTIONS_DEPTH)]
 
 
 class MediaObject(RequestModel):
@@ -64,7 +68,7 @@ class ChannelEntry(RequestModel):
 
     caption: Text | None = None
     firstComment: Text | None = None
-    options: dict[str, Any] | None = None
+    options: PlatformOptions | None = None
 
 
 class ScheduledPostCreate(RequestModel):
@@ -183,6 +187,7 @@ class PostEventOut(BaseModel):
 
 class PostEventList(BaseModel):
     data: list[PostEventOut]
+    nextCursor: str | None
 
 
 class PublishAttemptOut(BaseModel):
@@ -202,6 +207,7 @@ class PublishAttemptOut(BaseModel):
 
 class PublishAttemptList(BaseModel):
     data: list[PublishAttemptOut]
+    nextCursor: str | None
 
 
 class ValidationProblem(BaseModel):

@@ -1,8 +1,5 @@
 """Use cases of scheduled posts. Every function takes the caller's session and only flushes."""
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +14,7 @@ from tidings.auth.principal import Principal
 from tidings.channels.service import channels_by_id, facts
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestShapeError
 from tidings.ids import new_id
+from tidings.paging import keyset, page_of
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
     PlatformContext,
@@ -41,6 +39,7 @@ from tidings.scheduled_posts.media_check import media_problems
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.scheduled_posts.rows import PostRow
 from tidings.scheduled_posts.schemas import (
+    MAX_CHANNELS,
     ChannelEntry,
     ResolveRequest,
     ScheduledPostCreate,
@@ -248,6 +247,13 @@ async def _apply_channel_changes(
     if added:
         next_position = max((t.position for t in post.targets), default=-1) + 1
         post.targets.extend(await _new_targets(session, post.workspace_id, added, next_position))
+    if len(post.targets) > MAX_CHANNELS:
+        # Each PATCH is bounded by its schema; this bounds what they add up to.
+        raise RequestShapeError(
+            f"a post has at most {MAX_CHANNELS} channels; remove some (set them to null) first",
+            ["channels"],
+            "too_long",
+        )
 
 
 def _reject_explicit_nulls(body: ScheduledPostUpdate) -> None:
@@ -467,27 +473,6 @@ _EFFECTS = {
 # --- listing -----------------------------------------------------------------------------
 
 
-def encode_cursor(last_id: str) -> str:
-    raw = json.dumps({"after": last_id}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        after = value["after"]
-        if not isinstance(after, str) or not after:
-            raise ValueError
-        return after
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise RequestShapeError(
-            "cursor is not one this API returned; pass nextCursor back unchanged",
-            ["query", "cursor"],
-            "cursor_invalid",
-        ) from None
-
-
 @dataclass(frozen=True)
 class PostFilter:
     statuses: Sequence[PostStatus] = ()
@@ -522,33 +507,37 @@ async def list_posts(
         query = query.where(ScheduledPost.scheduled_for >= filters.scheduled_from)
     if filters.scheduled_to is not None:
         query = query.where(ScheduledPost.scheduled_for < filters.scheduled_to)
-    if cursor is not None:
-        query = query.where(ScheduledPost.id < decode_cursor(cursor))
-    query = query.order_by(ScheduledPost.id.desc()).limit(limit + 1)
-    posts = list((await session.execute(query)).scalars())
-    if len(posts) > limit:
-        posts = posts[:limit]
-        return posts, encode_cursor(posts[-1].id)
-    return posts, None
+    query = keyset(query, ScheduledPost.id, limit=limit, cursor=cursor, descending=True)
+    posts = (await session.execute(query)).scalars().all()
+    return page_of(posts, limit, lambda p: p.id)
 
 
-async def list_events(session: AsyncSession, workspace_id: str, post_id: str) -> list[PostEvent]:
+async def list_events(
+    session: AsyncSession, workspace_id: str, post_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[PostEvent], str | None]:
+    """A page of the post's audit trail, oldest first."""
     await get_post(session, workspace_id, post_id)
-    result = await session.execute(
-        select(PostEvent).where(PostEvent.post_id == post_id).order_by(PostEvent.id)
+    query = keyset(
+        select(PostEvent).where(PostEvent.post_id == post_id),
+        PostEvent.id,
+        limit=limit,
+        cursor=cursor,
     )
-    return list(result.scalars())
+    return page_of((await session.execute(query)).scalars().all(), limit, lambda e: e.id)
 
 
 async def list_attempts(
-    session: AsyncSession, workspace_id: str, post_id: str
-) -> list[PublishAttempt]:
-    """The publishing ledger of a post: every platform call, oldest first."""
+    session: AsyncSession, workspace_id: str, post_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[PublishAttempt], str | None]:
+    """A page of the publishing ledger of a post: every platform call, oldest first."""
     await get_post(session, workspace_id, post_id)
-    result = await session.execute(
-        select(PublishAttempt).where(PublishAttempt.post_id == post_id).order_by(PublishAttempt.id)
+    query = keyset(
+        select(PublishAttempt).where(PublishAttempt.post_id == post_id),
+        PublishAttempt.id,
+        limit=limit,
+        cursor=cursor,
     )
-    return list(result.scalars())
+    return page_of((await session.execute(query)).scalars().all(), limit, lambda a: a.id)
 
 
 async def resolve_target(

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm.exc import StaleDataError
 
-from tidings.channels.service import list_channels
+from tidings.channels.service import all_channels
 from tidings.db.session import SessionDep
 from tidings.errors import Forbidden, TidingsError
 from tidings.scheduled_posts import service
@@ -256,7 +256,7 @@ async def calendar_page(
     today = utcnow().astimezone(zone).date()
     view = view if view in VIEWS else "month"
     filters, problems = _parse_filters(status or [], channel)
-    channels = await list_channels(session, viewer.workspace_id)
+    channels = await all_channels(session, viewer.workspace_id)
     if filters.channel and filters.channel not in {c.id for c in channels}:
         problems.append("That channel is not in this workspace; showing every channel.")
         filters = Filters(filters.statuses, "")

@@ -11,7 +11,8 @@ from tidings.auth.principal import Principal
 from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus
 from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
-from tidings.errors import TidingsError
+from tidings.errors import Conflict, TidingsError
+from tidings.paging import MAX_PAGE
 from tidings.publishing.worker import platform_context
 from tidings.sandbox import service as sandbox_service
 from tidings.sandbox.models import SandboxPost
@@ -49,7 +50,7 @@ async def _apps(session: AsyncSession, viewer: Viewer) -> set[str]:
 
 @router.get("/app/channels", response_class=HTMLResponse)
 async def channels_page(request: Request, viewer: CurrentViewer, session: SessionDep) -> Response:
-    channels = await service.list_channels(session, viewer.workspace_id)
+    channels = await service.all_channels(session, viewer.workspace_id)
     apps = await _apps(session, viewer)
     connectable = [
         {"platform": p, "name": PLATFORM_NAMES.get(p, p), "ready": p in apps}
@@ -68,7 +69,7 @@ async def channels_page(request: Request, viewer: CurrentViewer, session: Sessio
 
 @router.post("/app/channels")
 async def add_sandbox_channel(
-    request: Request, viewer: CurrentViewer, session: SessionDep
+    request: Request, viewer: CurrentViewer, session: SessionDep, state: StateDep
 ) -> Response:
     """A new sandbox channel (owners and admins): the fake network, for trying Tidings."""
     form = await checked_form(request, viewer)
@@ -78,14 +79,18 @@ async def add_sandbox_channel(
         return redirect("/app/channels", "Name the channel.", kind="error")
     if len(name) > 200:
         return redirect("/app/channels", "A channel name has 200 characters at most.", kind="error")
-    channel = await service.add_channel(
-        session,
-        workspace_id=viewer.workspace_id,
-        platform="sandbox",
-        name=name,
-        options={},
-        now=utcnow(),
-    )
+    try:
+        channel = await service.add_channel(
+            session,
+            workspace_id=viewer.workspace_id,
+            platform="sandbox",
+            name=name,
+            options={},
+            now=utcnow(),
+            max_channels=state.settings.max_channels_per_workspace,
+        )
+    except Conflict as full:
+        return redirect("/app/channels", f"No channel was added: {full.message}.", kind="error")
     return redirect(f"/app/channels/{channel.id}", f"Sandbox channel “{channel.name}” added.")
 
 
@@ -186,11 +191,14 @@ def feed_version(posts: list[SandboxPost]) -> str:
 
 
 async def _feed(session: AsyncSession, channel: Channel) -> list[SandboxPost]:
-    """What the sandbox network shows on the channel, newest first (real platforms' feeds
-    live on the platform)."""
+    """What the sandbox network shows on the channel, its newest page, newest first (real
+    platforms' feeds live on the platform)."""
     if channel.platform != "sandbox":
         return []
-    return list(reversed(await sandbox_service.feed(session, channel.id)))
+    posts, _ = await sandbox_service.feed(
+        session, channel.id, limit=MAX_PAGE, cursor=None, newest_first=True
+    )
+    return posts
 
 
 # --- coming back from a platform's consent page (OAuth) ------------------------------------
@@ -243,6 +251,7 @@ async def choose_accounts(request: Request, session: SessionDep, viewer: Current
             chosen=chosen,
             box=state.box,
             now=utcnow(),
+            max_channels=state.settings.max_channels_per_workspace,
         )
     except TidingsError as refused:
         await session.rollback()

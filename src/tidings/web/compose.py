@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from tidings.channels.models import Channel, ChannelStatus
-from tidings.channels.service import channels_by_id, facts, list_channels
+from tidings.channels.service import all_channels, channels_by_id, facts
 from tidings.db.session import READ_MOSTLY, SessionDep
 from tidings.errors import BadRequest, Conflict, Forbidden
 from tidings.platforms import instagram, sandbox, threads, tiktok
@@ -585,7 +585,7 @@ def _require(viewer: Viewer, action: str) -> None:
 
 
 async def _channels(session: AsyncSession, viewer: Viewer) -> list[Channel]:
-    return list(await list_channels(session, viewer.workspace_id))
+    return await all_channels(session, viewer.workspace_id)
 
 
 async def _page(

@@ -24,6 +24,7 @@ from starlette.datastructures import FormData
 from tidings.auth.models import ApiKey, User
 from tidings.db.session import SessionDep, StateDep
 from tidings.errors import Conflict, Forbidden, NotFound, TidingsError
+from tidings.paging import MAX_PAGE, every_page
 from tidings.platforms.base import MediaType, media_items
 from tidings.publishing.models import PublishAttempt
 from tidings.publishing.states import TargetStatus
@@ -226,7 +227,11 @@ async def queue(request: Request, session: SessionDep, viewer: CurrentViewer) ->
 async def _post_page_context(
     session: AsyncSession, viewer: Viewer, post: ScheduledPost
 ) -> dict[str, Any]:
-    attempts = await service.list_attempts(session, viewer.workspace_id, post.id)
+    attempts = await every_page(
+        lambda cursor: service.list_attempts(
+            session, viewer.workspace_id, post.id, limit=MAX_PAGE, cursor=cursor
+        )
+    )
     channels = {t.channel_id: t.channel.name for t in post.targets}
     return {
         **_context(viewer, post, utcnow()),
@@ -265,7 +270,11 @@ async def post_page(
 ) -> Response:
     """One post: its status, each channel's result, the attempts, the history, the actions."""
     post = await service.get_post(session, viewer.workspace_id, post_id)
-    events = await service.list_events(session, viewer.workspace_id, post_id)
+    events = await every_page(
+        lambda cursor: service.list_events(
+            session, viewer.workspace_id, post_id, limit=MAX_PAGE, cursor=cursor
+        )
+    )
     context = await _post_page_context(session, viewer, post)
     ids = [post.created_by, post.approved_by or "", post.rejected_by or ""]
     names = await names_of(session, viewer.workspace_id, ids + [e.actor_id for e in events])

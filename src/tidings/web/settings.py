@@ -17,6 +17,7 @@ from tidings.auth.service import IssuedKey
 from tidings.channels import service as channel_service
 from tidings.db.session import SessionDep, StateDep, app_state
 from tidings.errors import BadRequest, Forbidden, TidingsError
+from tidings.paging import MAX_PAGE, every_page
 from tidings.timefmt import utcnow
 from tidings.web.channels import PLATFORM_NAMES
 from tidings.web.deps import CurrentViewer, Viewer, checked_form
@@ -55,7 +56,11 @@ async def _page(
     status_code: int = 200,
 ) -> Response:
     workspace = await workspace_service.get_workspace(session, viewer.workspace_id)
-    members = await workspace_service.list_members(session, viewer.workspace_id)
+    members = await every_page(
+        lambda cursor: workspace_service.list_members(
+            session, viewer.workspace_id, limit=MAX_PAGE, cursor=cursor
+        )
+    )
     me = next((m for m in members if m.user.id == viewer.principal.user_id), None)
     keys = await auth_service.list_api_keys(session, viewer.principal) if viewer.manages else []
     apps = await channel_service.list_apps(session, viewer.workspace_id) if viewer.manages else []

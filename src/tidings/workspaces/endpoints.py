@@ -14,6 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, status
 from tidings.auth.deps import SESSION_COOKIE, CurrentPrincipal, current_principal
 from tidings.auth.principal import Principal
 from tidings.db.session import SessionDep, StateDep
+from tidings.paging import MAX_PAGE, PageCursor, PageLimit
 from tidings.timefmt import utcnow
 from tidings.workspaces import invitations, passwords, service
 from tidings.workspaces.models import Invitation, Role, Workspace
@@ -54,10 +55,17 @@ def _workspace_out(workspace: Workspace) -> WorkspaceOut:
 
 
 @members_router.get("", response_model=MemberList)
-async def list_members(principal: CurrentPrincipal, session: SessionDep) -> MemberList:
-    """The workspace's people and their roles, owners first."""
-    members = await service.list_members(session, principal.workspace_id)
-    return MemberList(data=[_member_out(m) for m in members])
+async def list_members(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: PageLimit = MAX_PAGE,
+    cursor: PageCursor = None,
+) -> MemberList:
+    """The workspace's people and their roles, owners first; page with `nextCursor`."""
+    members, next_cursor = await service.list_members(
+        session, principal.workspace_id, limit=limit, cursor=cursor
+    )
+    return MemberList(data=[_member_out(m) for m in members], nextCursor=next_cursor)
 
 
 def _invitation_out(invitation: Invitation) -> InvitationOut:

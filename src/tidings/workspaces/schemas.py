@@ -21,6 +21,7 @@ class MemberOut(BaseModel):
 
 class MemberList(BaseModel):
     data: list[MemberOut]
+    nextCursor: str | None = None
 
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]

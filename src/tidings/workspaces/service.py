@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth.models import User, UserSession
@@ -13,6 +13,7 @@ from tidings.auth.passwords import hash_password, verify_password
 from tidings.auth.principal import Principal
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
+from tidings.paging import keyset, page_of
 from tidings.scheduled_posts.lifecycle import Actor
 from tidings.workspaces.models import Membership, Role, Workspace
 
@@ -151,17 +152,25 @@ def parse_role(value: str) -> Role:
         ) from None
 
 
-async def list_members(session: AsyncSession, workspace_id: str) -> list[Member]:
-    """The workspace's people, owners first, then by email."""
-    rows = await session.execute(
+_RANK = {role: str(index) for index, role in enumerate(Role)}
+# The members' order as one string key, rank then email (`0:owner@…`), to page by.
+_MEMBER_KEY = case(_RANK, value=Membership.role) + ":" + User.email
+
+
+async def list_members(
+    session: AsyncSession, workspace_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[Member], str | None]:
+    """A page of the workspace's people, owners first, then by email."""
+    query = keyset(
         select(User, Membership)
         .join(Membership, Membership.user_id == User.id)
-        .where(Membership.workspace_id == workspace_id)
-        .order_by(User.email)
+        .where(Membership.workspace_id == workspace_id),
+        _MEMBER_KEY,
+        limit=limit,
+        cursor=cursor,
     )
-    order = {role: index for index, role in enumerate(Role)}
-    members = [Member(user, membership) for user, membership in rows.all()]
-    return sorted(members, key=lambda m: (order[m.role], m.user.email))
+    members = [Member(user, membership) for user, membership in (await session.execute(query))]
+    return page_of(members, limit, lambda m: f"{_RANK[m.role]}:{m.user.email}")
 
 
 async def get_member(session: AsyncSession, workspace_id: str, user_id: str) -> Member:
