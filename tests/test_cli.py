@@ -261,14 +261,24 @@ def test_keys_create_works_then_revoke_stops_it(
 
     bearer = {"Authorization": f"Bearer {key['token']}"}
     assert list_status(settings_of_env, bearer) == 200
-    assert list_status(settings_of_env, signature_headers(key["id"], key["secret"])) == 200
+    assert (
+        list_status(
+            settings_of_env, signature_headers(key["id"], key["secret"], "GET", "/scheduled-posts")
+        )
+        == 200
+    )
 
     revoked = ok_json(tidings(env, "keys", "revoke", key["id"], "--json", cwd=tmp_path))
     assert revoked["id"] == key["id"]
     assert revoked["revokedAt"].endswith("Z")
     datetime.fromisoformat(revoked["revokedAt"])
     assert list_status(settings_of_env, bearer) == 401
-    assert list_status(settings_of_env, signature_headers(key["id"], key["secret"])) == 401
+    assert (
+        list_status(
+            settings_of_env, signature_headers(key["id"], key["secret"], "GET", "/scheduled-posts")
+        )
+        == 401
+    )
 
 
 def test_keys_refusals(env: dict[str, str], database_url: str, tmp_path: Path) -> None:
@@ -296,7 +306,10 @@ def test_keys_create_human_output_shows_the_secret_once(
     assert token == f"{key_id}.{secret}"
     assert "shown only now" in result.stdout
     assert in_db(database_url, select(ApiKey.name)) == [("ci",)]
-    assert list_status(settings_of_env, signature_headers(key_id, secret)) == 200
+    assert (
+        list_status(settings_of_env, signature_headers(key_id, secret, "GET", "/scheduled-posts"))
+        == 200
+    )
 
 
 # --- channels -------------------------------------------------------------------------------

@@ -135,7 +135,8 @@ def test_serve_answers_over_http(database_url: str, tmp_path: Path) -> None:
             assert health.json()["database"] == "ok"
 
             signed = http.get(
-                "/scheduled-posts", headers=signature_headers(key["id"], key["secret"])
+                "/scheduled-posts",
+                headers=signature_headers(key["id"], key["secret"], "GET", "/scheduled-posts"),
             )
             assert signed.status_code == 200, signed.text
             assert signed.json() == {"data": [], "nextCursor": None}

@@ -10,7 +10,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth import service as auth_service
-from tidings.auth.service import IssuedKey
+from tidings.auth.scopes import DEFAULT_SCOPES, Scope, Signing, parse_scopes, parse_signing
+from tidings.auth.service import IssuedKey, key_scopes
 from tidings.channels import service as channel_service
 from tidings.db.session import SessionDep, StateDep
 from tidings.errors import Forbidden, TidingsError
@@ -55,6 +56,9 @@ async def _page(
         members=members,
         own_timezone=me.user.timezone if me else None,
         keys=keys,
+        key_scopes=key_scopes,
+        scopes=list(Scope),
+        default_scopes=DEFAULT_SCOPES,
         issued=issued,
         base_url=str(request.base_url).rstrip("/"),
         apps=apps,
@@ -137,7 +141,13 @@ async def create_key(
     form = await checked_form(request, viewer)
     try:
         issued = await auth_service.issue_api_key(
-            session, viewer.principal, state.box, str(form.get("name") or "")[:200], utcnow()
+            session,
+            viewer.principal,
+            state.box,
+            str(form.get("name") or "")[:200],
+            utcnow(),
+            signing=parse_signing(str(form.get("signing") or Signing.REQUEST.value)),
+            scopes=parse_scopes(str(s) for s in form.getlist("scope")),
         )
     except TidingsError as exc:
         return await _refused(session, exc, "keys")
@@ -201,7 +211,7 @@ async def set_app(
     form = await checked_form(request, viewer)
     platform = str(form.get("platform") or "")
     try:
-        channel_service.authorize_manage(viewer.principal)
+        channel_service.authorize_manage_apps(viewer.principal)
         await channel_service.set_app(
             session,
             viewer.workspace_id,
@@ -223,7 +233,7 @@ async def remove_app(
 ) -> Response:
     await checked_form(request, viewer)
     try:
-        channel_service.authorize_manage(viewer.principal)
+        channel_service.authorize_manage_apps(viewer.principal)
         await channel_service.delete_app(session, viewer.workspace_id, platform)
     except TidingsError as exc:
         return await _refused(session, exc, "apps")
