@@ -125,6 +125,10 @@ class World:
         """A client authenticated with the workspace's API key (Bearer)."""
         return self._client({"Authorization": f"Bearer {self.key_token}"})
 
+    def bearer(self, token: str) -> httpx.AsyncClient:
+        """A client authenticated with another key's Bearer token."""
+        return self._client({"Authorization": f"Bearer {token}"})
+
     def anonymous(self) -> httpx.AsyncClient:
         return self._client()
 
