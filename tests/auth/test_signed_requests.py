@@ -200,8 +200,9 @@ async def test_a_replayed_pair_is_refused_on_a_write_and_creates_nothing(world: 
 
 
 async def test_a_pair_is_spent_even_when_its_request_fails(world: World) -> None:
-    """A refused write rolls its transaction back; the spent pair is written again on its
-    own, so headers seen on a failed request cannot be used for another."""
+    """A refused request rolls its transaction back, not the spending of its pair (committed
+    apart, or written again after the rollback on SQLite), so headers seen on a failed
+    request cannot be used for another."""
     key_id, secret = await _date_key(world)
     for method, path, body in [
         ("DELETE", f"{LIST}/post_nothing", None),  # 404

@@ -12,7 +12,7 @@ from tidings.auth import service
 from tidings.auth.models import UsedSignature
 from tidings.auth.principal import AuthMethod, Principal
 from tidings.auth.scopes import UnknownRoute, scope_for
-from tidings.db.session import SessionDep, StateDep, if_rolled_back, is_writer
+from tidings.db.session import SessionDep, StateDep, holds_write_lock, if_rolled_back
 from tidings.errors import Forbidden, Unauthorized
 from tidings.state import AppState
 from tidings.timefmt import utcnow
@@ -112,9 +112,9 @@ async def signed_request(request: Request) -> service.SignedRequest:
 async def _spend(session: AsyncSession, state: AppState, used: UsedSignature) -> None:
     """Accept a date-signing key's signature once, whatever becomes of the request."""
     now = utcnow()
-    if is_writer(session):
-        # This transaction may hold SQLite's write lock: spend in it, and again on its own
-        # if it is rolled back, so that a failed request does not leave the pair reusable.
+    if holds_write_lock(session):
+        # No other transaction could write before this one ends: spend in it, and again on
+        # its own if it is rolled back, so that a failed request leaves the pair spent.
         fresh = await service.spend_signature(session, used, now)
         if fresh:
 
@@ -123,8 +123,10 @@ async def _spend(session: AsyncSession, state: AppState, used: UsedSignature) ->
 
             if_rolled_back(session, again)
     else:
-        # A reader (on SQLite, a read snapshot that could not safely become a writer):
-        # spend in a short transaction of its own, committed before the request goes on.
+        # In a short transaction of its own, committed before the request goes on: the
+        # request's may be a SQLite reader (whose snapshot could not safely become a
+        # writer), or a long one on PostgreSQL (holding the row would hold up a replay's
+        # refusal, and every pruning, until it ended).
         async with state.db.transaction() as own:
             fresh = await service.spend_signature(own, used, now)
     if not fresh:

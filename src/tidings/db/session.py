@@ -18,7 +18,7 @@ READ_MOSTLY = {"x-read-mostly": True}
 #: with a GET).
 WRITES = {"x-writes": True}
 
-_WRITER = "tidings.writer"
+_HOLDS_WRITE_LOCK = "tidings.holds_write_lock"
 _IF_ROLLED_BACK = "tidings.if_rolled_back"
 
 
@@ -42,7 +42,7 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
     pending: list[Operation[Any]] = []  # see `if_rolled_back`
     try:
         async with db.transaction(write=write) as session:
-            session.info[_WRITER] = write
+            session.info[_HOLDS_WRITE_LOCK] = write and db.is_sqlite
             session.info[_IF_ROLLED_BACK] = pending
             yield session
     except Exception:
@@ -52,10 +52,10 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
         raise
 
 
-def is_writer(session: AsyncSession) -> bool:
-    """Whether the request's transaction began as a writer (on SQLite it then holds the
-    write lock, so another transaction of this request could not write until it ends)."""
-    return bool(session.info.get(_WRITER, True))
+def holds_write_lock(session: AsyncSession) -> bool:
+    """Whether the request's transaction is a writer on SQLite: it then holds the write
+    lock, so no other transaction of this process can write until it ends."""
+    return bool(session.info.get(_HOLDS_WRITE_LOCK, False))
 
 
 def if_rolled_back(session: AsyncSession, operation: Operation[Any]) -> None:
