@@ -101,12 +101,20 @@ async def _authenticate(
 async def signed_request(request: Request) -> service.SignedRequest:
     """The request as a request-signing key signs it: the path as it reached the server,
     before percent-decoding (ASGI's `raw_path`; some clients put the query in it too), the
-    raw query string and the raw body (FastAPI has read and cached it already for JSON
-    routes, so reading it here costs nothing and leaves the route's parsing as it was)."""
+    raw query string and the raw body (FastAPI has read and kept it already for JSON
+    routes, so reading it here costs nothing and leaves the route's parsing as it was; a
+    form route's body is streamed, not kept, so it cannot be signed)."""
     raw_path: bytes | None = request.scope.get("raw_path")
     path = raw_path.decode("latin-1").partition("?")[0] if raw_path else request.url.path
     query = bytes(request.scope.get("query_string", b"")).decode("latin-1")
-    return service.SignedRequest(request.method, path, query, await request.body())
+    try:
+        body = await request.body()
+    except RuntimeError:
+        # A form route (none in the API) has FastAPI stream its body without keeping it.
+        raise Unauthorized(
+            "this route's body cannot be checked against a signature; use a Bearer token"
+        ) from None
+    return service.SignedRequest(request.method, path, query, body)
 
 
 async def _spend(session: AsyncSession, state: AppState, used: UsedSignature) -> None:
