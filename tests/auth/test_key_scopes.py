@@ -6,6 +6,7 @@ import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 from fastapi import FastAPI
@@ -177,10 +178,19 @@ async def test_the_settings_form_creates_a_date_signing_key_with_chosen_scopes(
     async with world.db.transaction(write=False) as session:
         key = (await session.execute(select(ApiKey).where(ApiKey.name == "dynamo"))).scalar_one()
         assert (key.signing.value, key.scopes) == ("date", ["posts:read", "posts:write"])
+    # A viewer's forged form is refused for who they are, whatever it asks for.
+    viewer = await world.person("viewer")
+    r = await viewer.post("/app/settings/keys", data={"name": "mole", "scope": "nonsense"})
+    assert r.status_code == 403, r.text
     # No scope ticked, or an unknown one: nothing made, said on the page.
-    for data in [{"name": "none"}, {"name": "odd", "scope": "apps:write"}]:
+    for data, said in [
+        ({"name": "none"}, "Give the key at least one scope"),
+        ({"name": "odd", "scope": "apps:write"}, "Unknown scope 'apps:write'"),
+    ]:
         r = await owner.post("/app/settings/keys", data=data)
         assert r.status_code == 303, r.text
+        assert r.headers["location"] == "/app/settings#keys"
+        assert said in unquote(r.cookies["tidings_flash"]), r.cookies
     async with world.db.transaction(write=False) as session:
         names = (await session.execute(select(ApiKey.name))).scalars().all()
         assert sorted(names) == ["dynamo", "tests"]

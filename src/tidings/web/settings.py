@@ -140,6 +140,8 @@ async def create_key(
     """A new key; its secret is on the page this answers with, and never again."""
     form = await checked_form(request, viewer)
     try:
+        # Who may comes before what was asked: a forged form is refused, not corrected.
+        auth_service.authorize_manage_keys(viewer.principal)
         issued = await auth_service.issue_api_key(
             session,
             viewer.principal,
