@@ -315,3 +315,20 @@ async def test_bearer_tokens_of_date_keys_work_as_before(world: World) -> None:
     bearer = {"Authorization": f"Bearer {issued['token']}"}
     for _ in range(2):
         assert (await world.anonymous().get(LIST, headers=bearer)).status_code == 200
+
+
+async def test_many_date_signed_requests_at_once_all_get_through(world: World) -> None:
+    """More at once than the connection pool holds: none waits for a second connection
+    while holding a first."""
+    key_id, secret = await _date_key(world)
+    now = datetime.now(UTC)
+    signed = [
+        date_signature_headers(key_id, secret, now - timedelta(microseconds=i)) for i in range(40)
+    ]
+
+    async def read(headers: dict[str, str]) -> int:
+        return (await world.anonymous().get(LIST, headers=headers)).status_code
+
+    statuses = await asyncio.wait_for(asyncio.gather(*(read(h) for h in signed)), timeout=20)
+    assert statuses == [200] * 40
+    assert len(await _used(world, key_id)) == 40

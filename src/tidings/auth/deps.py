@@ -66,17 +66,23 @@ async def _authenticate(
     now = utcnow()
     settings = state.settings
     if x_api_key is not None:
-        check = await service.authenticate_signature(
-            session,
-            state.box,
-            key_id=x_api_key,
-            x_date=request.headers.get("x-date"),
-            signature=request.headers.get("x-signature"),
-            request=await signed_request(request),
-            now=now,
-            max_future=timedelta(seconds=settings.signature_max_future_seconds),
-            max_age=timedelta(seconds=settings.signature_max_age_seconds),
-        )
+        signed = await signed_request(request)
+        # The key is read in a short transaction of its own, before the request's takes a
+        # connection: spending a date signature in yet another one then never waits for a
+        # second connection while holding a first (which, with many such requests at
+        # once, would exhaust the pool).
+        async with state.db.transaction(write=False) as lookup:
+            check = await service.authenticate_signature(
+                lookup,
+                state.box,
+                key_id=x_api_key,
+                x_date=request.headers.get("x-date"),
+                signature=request.headers.get("x-signature"),
+                request=signed,
+                now=now,
+                max_future=timedelta(seconds=settings.signature_max_future_seconds),
+                max_age=timedelta(seconds=settings.signature_max_age_seconds),
+            )
         if check.to_spend is not None:
             await _spend(session, state, check.to_spend)
         return check.principal
