@@ -23,7 +23,7 @@ from argon2.exceptions import VerificationError
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from tests.world import signature_headers
+from tests.world import date_signature_headers, signature_headers
 from tidings.app import create_app
 from tidings.auth import service as auth_service
 from tidings.auth.models import ApiKey, User, UserSession
@@ -337,6 +337,8 @@ def test_keys_create_works_then_revoke_stops_it(
     assert key["id"].startswith("key_")
     assert key["workspace"] == ws
     assert key["name"] == "default"
+    assert key["signing"] == "request"
+    assert key["scopes"] == ["posts:read", "posts:write", "channels:read", "channels:write"]
     assert key["token"] == f"{key['id']}.{key['secret']}"
     assert len(key["secret"]) >= 32
     stored = in_db(database_url, select(ApiKey.id, ApiKey.workspace_id, ApiKey.secret_encrypted))
@@ -345,14 +347,57 @@ def test_keys_create_works_then_revoke_stops_it(
 
     bearer = {"Authorization": f"Bearer {key['token']}"}
     assert list_status(settings_of_env, bearer) == 200
-    assert list_status(settings_of_env, signature_headers(key["id"], key["secret"])) == 200
+    assert (
+        list_status(
+            settings_of_env, signature_headers(key["id"], key["secret"], "GET", "/scheduled-posts")
+        )
+        == 200
+    )
 
     revoked = ok_json(tidings(env, "keys", "revoke", key["id"], "--json", cwd=tmp_path))
     assert revoked["id"] == key["id"]
     assert revoked["revokedAt"].endswith("Z")
     datetime.fromisoformat(revoked["revokedAt"])
     assert list_status(settings_of_env, bearer) == 401
-    assert list_status(settings_of_env, signature_headers(key["id"], key["secret"])) == 401
+    assert (
+        list_status(
+            settings_of_env, signature_headers(key["id"], key["secret"], "GET", "/scheduled-posts")
+        )
+        == 401
+    )
+
+
+def test_keys_create_with_date_signing_and_chosen_scopes(
+    env: dict[str, str], database_url: str, tmp_path: Path, settings_of_env: Settings
+) -> None:
+    ws = make_workspace(database_url)
+    args = ["keys", "create", "--workspace", ws, "--signing", "date", "--json"]
+    key = ok_json(
+        tidings(env, *args, "--scope", "workspace:read", "--scope", "posts:read", cwd=tmp_path)
+    )
+    assert (key["signing"], key["scopes"]) == ("date", ["posts:read", "workspace:read"])
+    stored = in_db(database_url, select(ApiKey.id, ApiKey.signing, ApiKey.scopes))
+    assert [tuple(r) for r in stored] == [(key["id"], "date", ["posts:read", "workspace:read"])]
+    headers = date_signature_headers(key["id"], key["secret"])
+    assert list_status(settings_of_env, headers) == 200
+    # Each pair once, also through another process's app on the same database.
+    assert list_status(settings_of_env, headers) == 401
+    bad_signing, bad_scope = tidings_each(
+        env,
+        [
+            ["keys", "create", "--workspace", ws, "--signing", "sha1", "--json"],
+            ["keys", "create", "--workspace", ws, "--scope", "apps:write", "--json"],
+        ],
+        cwd=tmp_path,
+    )
+    assert json.loads(failed(bad_signing)) == {
+        "message": "unknown signing 'sha1'; one of: request, date"
+    }
+    assert json.loads(failed(bad_scope)) == {
+        "message": "unknown scope 'apps:write'; one of: posts:read, posts:write, "
+        "channels:read, channels:write, workspace:read"
+    }
+    assert len(in_db(database_url, select(ApiKey.id))) == 1
 
 
 def test_keys_refusals(env: dict[str, str], database_url: str, tmp_path: Path) -> None:
@@ -380,7 +425,10 @@ def test_keys_create_human_output_shows_the_secret_once(
     assert token == f"{key_id}.{secret}"
     assert "shown only now" in result.stdout
     assert in_db(database_url, select(ApiKey.name)) == [("ci",)]
-    assert list_status(settings_of_env, signature_headers(key_id, secret)) == 200
+    assert (
+        list_status(settings_of_env, signature_headers(key_id, secret, "GET", "/scheduled-posts"))
+        == 200
+    )
 
 
 # --- channels -------------------------------------------------------------------------------

@@ -323,7 +323,13 @@ async def test_instants_that_leave_the_calendar_in_utc_are_422(api: httpx.AsyncC
 async def test_out_of_range_x_date_is_401(world: World) -> None:
     transport = httpx.ASGITransport(app=world.app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://tidings.test") as client:
-        headers = signature_headers(world.key_id, world.key_secret, "0001-01-01T00:00:00+05:00")
+        headers = signature_headers(
+            world.key_id,
+            world.key_secret,
+            "GET",
+            "/scheduled-posts",
+            when="0001-01-01T00:00:00+05:00",
+        )
         assert_message(await client.get("/scheduled-posts", headers=headers), 401)
 
 

@@ -135,10 +135,28 @@ def test_serve_answers_over_http(database_url: str, tmp_path: Path) -> None:
             assert health.json()["database"] == "ok"
 
             signed = http.get(
-                "/scheduled-posts", headers=signature_headers(key["id"], key["secret"])
+                "/scheduled-posts",
+                headers=signature_headers(key["id"], key["secret"], "GET", "/scheduled-posts"),
             )
             assert signed.status_code == 200, signed.text
             assert signed.json() == {"data": [], "nextCursor": None}
+            # Over real HTTP the path, query and body are signed as they travel.
+            target = "/scheduled-posts?status=DRAFT&limit=5"
+            listed = http.get(
+                target, headers=signature_headers(key["id"], key["secret"], "GET", target)
+            )
+            assert listed.status_code == 200, listed.text
+            body = b'{"notes": "signed over HTTP"}'
+            signed_post = http.post(
+                "/scheduled-posts",
+                content=body,
+                headers={
+                    **signature_headers(key["id"], key["secret"], "POST", "/scheduled-posts", body),
+                    "content-type": "application/json",
+                },
+            )
+            assert signed_post.status_code == 201, signed_post.text
+            assert signed_post.json()["notes"] == "signed over HTTP"
 
             bearer = {"Authorization": f"Bearer {key['token']}"}
             created = http.post("/scheduled-posts", json={"notes": "over HTTP"}, headers=bearer)
@@ -146,7 +164,10 @@ def test_serve_answers_over_http(database_url: str, tmp_path: Path) -> None:
             assert created.json()["orgId"] == ws["id"]
             listed = http.get("/scheduled-posts", headers=bearer)
             assert listed.status_code == 200, listed.text
-            assert [p["id"] for p in listed.json()["data"]] == [created.json()["id"]]
+            assert [p["id"] for p in listed.json()["data"]] == [
+                created.json()["id"],
+                signed_post.json()["id"],
+            ]
 
             anonymous = http.get("/scheduled-posts")
             assert anonymous.status_code == 401

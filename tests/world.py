@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import hmac
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from sqlalchemy import inspect, select
 from tidings.auth import service as auth_service
 from tidings.auth.models import User
 from tidings.auth.passwords import hash_password_blocking
+from tidings.auth.scopes import Scope
 from tidings.channels import service as channel_service
 from tidings.db.engine import Database
 from tidings.ids import new_id
@@ -41,15 +43,48 @@ def future(hours: float = 24) -> str:
     return (datetime.now(UTC) + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
 
 
-def signature_headers(
-    key_id: str, secret: str, when: datetime | str | None = None
-) -> dict[str, str]:
-    """Headers of an HMAC-signed request (x-date = `when`, default now)."""
+def _x_date(when: datetime | str | None) -> str:
     if when is None:
         when = datetime.now(UTC)
-    x_date = when if isinstance(when, str) else when.isoformat()
+    return when if isinstance(when, str) else when.isoformat()
+
+
+def signature_headers(
+    key_id: str,
+    secret: str,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    *,
+    when: datetime | str | None = None,
+) -> dict[str, str]:
+    """Headers of a request signed by a request-signing key: x-signature over
+    `METHOD\\n<path[?query]>\\n<x-date>\\n<hex sha256 of body>` (x-date = `when`, default
+    now). `target` is the path and query exactly as the client sends them."""
+    x_date = _x_date(when)
+    canonical = "\n".join([method, target, x_date, hashlib.sha256(body).hexdigest()])
+    sig = hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+    return {"x-api-key": key_id, "x-date": x_date, "x-signature": sig}
+
+
+def date_signature_headers(
+    key_id: str, secret: str, when: datetime | str | None = None
+) -> dict[str, str]:
+    """Headers of a request signed by a date-signing key: x-signature over the x-date alone."""
+    x_date = _x_date(when)
     sig = hmac.new(secret.encode(), x_date.encode(), hashlib.sha256).hexdigest()
     return {"x-api-key": key_id, "x-date": x_date, "x-signature": sig}
+
+
+def signed_json(
+    key_id: str, secret: str, method: str, target: str, payload: Any = None
+) -> dict[str, Any]:
+    """httpx keyword arguments of a signed request with a JSON body (the exact bytes signed)."""
+    body = b"" if payload is None else json.dumps(payload).encode()
+    headers = signature_headers(key_id, secret, method, target, body)
+    if payload is not None:
+        headers["content-type"] = "application/json"
+    return {"headers": headers, "content": body}
 
 
 def _row(obj: Any) -> dict[str, Any]:
@@ -89,6 +124,10 @@ class World:
     def api(self) -> httpx.AsyncClient:
         """A client authenticated with the workspace's API key (Bearer)."""
         return self._client({"Authorization": f"Bearer {self.key_token}"})
+
+    def bearer(self, token: str) -> httpx.AsyncClient:
+        """A client authenticated with another key's Bearer token."""
+        return self._client({"Authorization": f"Bearer {token}"})
 
     def anonymous(self) -> httpx.AsyncClient:
         return self._client()
@@ -163,7 +202,10 @@ class World:
                     Membership(workspace_id=ws.id, user_id=user.id, role=role, created_at=now)
                 )
                 user_ids[role.value], emails[role.value] = user.id, user.email
-            issued = await auth_service.create_api_key(session, state.box, ws.id, "tests", now)
+            # Every scope: the world's key may do whatever a key may (scopes have own tests).
+            issued = await auth_service.create_api_key(
+                session, state.box, ws.id, "tests", now, scopes=set(Scope)
+            )
             channel = await channel_service.add_channel(
                 session, workspace_id=ws.id, platform="sandbox", name="Demo", options={}, now=now
             )

@@ -10,6 +10,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth import service as auth_service
+from tidings.auth.scopes import DEFAULT_SCOPES, Scope, parse_scopes, parse_signing
 from tidings.channels import service as channel_service
 from tidings.config import Settings
 from tidings.crypto import SecretBox
@@ -272,17 +273,43 @@ def users_set_password(
 def keys_create(
     workspace: WorkspaceOpt,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    signing: Annotated[
+        str,
+        typer.Option(
+            help="What x-signature covers: request (method, path, query, x-date, body) or "
+            "date (the x-date alone, each signature accepted once)."
+        ),
+    ] = "request",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="A scope the key gets (repeat for more): "
+            + ", ".join(s.value for s in Scope)
+            + ". Default: posts and channels, read and write.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Issue an API key; its secret and token are shown only now."""
 
     async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         box = SecretBox(settings.resolved_secret_key)
-        issued = await auth_service.create_api_key(session, box, workspace, name, utcnow())
+        issued = await auth_service.create_api_key(
+            session,
+            box,
+            workspace,
+            name,
+            utcnow(),
+            signing=parse_signing(signing),
+            scopes=parse_scopes(scope) if scope else DEFAULT_SCOPES,
+        )
         return {
             "id": issued.key.id,
             "name": issued.key.name,
             "workspace": issued.key.workspace_id,
+            "signing": issued.key.signing.value,
+            "scopes": issued.key.scopes,
             "secret": issued.secret,
             "token": issued.token,
         }
@@ -292,6 +319,7 @@ def keys_create(
         result,
         as_json,
         f"API key {result['id']}\n  secret: {result['secret']}\n  token:  {result['token']}\n"
+        f"  signs:  the {result['signing']}\n  scopes: {' '.join(result['scopes'])}\n"
         "The secret is shown only now: keep it somewhere safe.",
     )
 

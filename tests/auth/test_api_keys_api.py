@@ -4,6 +4,8 @@ on both databases."""
 
 from tests.world import World, signature_headers
 
+DEFAULT_SCOPES = ["posts:read", "posts:write", "channels:read", "channels:write"]
+
 
 async def test_create_shows_the_secret_once_and_it_works(world: World) -> None:
     admin = await world.person("admin")
@@ -14,14 +16,16 @@ async def test_create_shows_the_secret_once_and_it_works(world: World) -> None:
     assert issued["token"] == f"{issued['id']}.{issued['secret']}"
     listed = (await admin.get("/api-keys")).json()["data"]
     assert [k["id"] for k in listed] == [issued["id"], world.key_id]
-    assert set(listed[0]) == {"id", "name", "createdAt", "revokedAt"}
+    assert set(listed[0]) == {"id", "name", "createdAt", "revokedAt", "signing", "scopes"}
+    assert (issued["signing"], issued["scopes"]) == ("request", DEFAULT_SCOPES)
+    assert (listed[0]["signing"], listed[0]["scopes"]) == ("request", DEFAULT_SCOPES)
     assert issued["secret"] not in str(listed)
     # Both ways of using it work.
     bearer = world.anonymous()
     r = await bearer.get("/auth/me", headers={"Authorization": f"Bearer {issued['token']}"})
     assert r.json()["apiKeyId"] == issued["id"]
     r = await world.anonymous().get(
-        "/members", headers=signature_headers(issued["id"], issued["secret"])
+        "/channels", headers=signature_headers(issued["id"], issued["secret"], "GET", "/channels")
     )
     assert r.status_code == 200, r.text
 

@@ -1,7 +1,8 @@
 """API-key authentication (signed requests and Bearer tokens), secrets at rest, isolation.
 
 The contract (DESIGN.md §1, §6): `x-api-key` + `x-date` + `x-signature` (lowercase hex
-HMAC-SHA256 of the exact `x-date`, keyed by the key's secret), accepted only while
+HMAC-SHA256, keyed by the key's secret, of the canonical request; see
+test_signed_requests.py for what it covers and for date-signing keys), accepted only while
 server_time - x_date is within [-5 s, +60 s]; the same key as `Authorization: Bearer
 <token>`; every route needs one of them (or a session); workspaces never see each other.
 """
@@ -19,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
-from tests.world import PASSWORD, World, signature_headers
+from tests.world import PASSWORD, World, signature_headers, signed_json
 from tidings.auth.models import ApiKey, User
 from tidings.auth.service import revoke_api_key
 from tidings.crypto import SecretBox
@@ -52,14 +53,16 @@ def _assert_401(response: httpx.Response, *fragments: str) -> None:
 
 
 async def test_signed_request_with_a_fresh_date_is_accepted(world: World) -> None:
-    r = await world.anonymous().get(LIST, headers=signature_headers(world.key_id, world.key_secret))
+    r = await world.anonymous().get(
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST)
+    )
     assert r.status_code == 200, r.text
     assert r.json() == EMPTY_PAGE
 
 
 async def test_signed_request_is_authenticated_as_the_key(world: World) -> None:
     r = await world.anonymous().get(
-        "/auth/me", headers=signature_headers(world.key_id, world.key_secret)
+        "/auth/me", headers=signature_headers(world.key_id, world.key_secret, "GET", "/auth/me")
     )
     assert r.status_code == 200, r.text
     assert r.json() == {
@@ -73,7 +76,7 @@ async def test_signed_request_is_authenticated_as_the_key(world: World) -> None:
 
 async def test_signed_write_records_the_key_as_creator(world: World) -> None:
     r = await world.anonymous().post(
-        LIST, json=world.post_body(), headers=signature_headers(world.key_id, world.key_secret)
+        LIST, **signed_json(world.key_id, world.key_secret, "POST", LIST, world.post_body())
     )
     assert r.status_code == 201, r.text
     assert r.json()["createdBy"] == world.key_id
@@ -82,7 +85,7 @@ async def test_signed_write_records_the_key_as_creator(world: World) -> None:
 
 async def test_x_date_59_seconds_old_is_accepted(world: World) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, _ago(59))
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=_ago(59))
     )
     assert r.status_code == 200, r.text
     assert r.json() == EMPTY_PAGE
@@ -90,21 +93,22 @@ async def test_x_date_59_seconds_old_is_accepted(world: World) -> None:
 
 async def test_x_date_61_seconds_old_is_stale(world: World) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, _ago(61))
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=_ago(61))
     )
     _assert_401(r, "stale", "60")
 
 
 async def test_x_date_hours_old_is_stale(world: World) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, _ago(3 * 3600))
+        LIST,
+        headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=_ago(3 * 3600)),
     )
     _assert_401(r, "stale")
 
 
 async def test_x_date_4_seconds_in_the_future_is_accepted(world: World) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, _ago(-4))
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=_ago(-4))
     )
     assert r.status_code == 200, r.text
     assert r.json() == EMPTY_PAGE
@@ -112,7 +116,7 @@ async def test_x_date_4_seconds_in_the_future_is_accepted(world: World) -> None:
 
 async def test_x_date_6_seconds_in_the_future_is_refused(world: World) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, _ago(-6))
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=_ago(-6))
     )
     _assert_401(r, "future", "5")
 
@@ -121,7 +125,7 @@ async def test_x_date_with_a_non_utc_offset_is_accepted(world: World) -> None:
     x_date = datetime.now(UTC).astimezone(timezone(timedelta(hours=2))).isoformat()
     assert x_date.endswith("+02:00")
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, x_date)
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=x_date)
     )
     assert r.status_code == 200, r.text
     assert r.json() == EMPTY_PAGE
@@ -131,7 +135,7 @@ async def test_x_date_with_a_negative_offset_is_accepted(world: World) -> None:
     x_date = datetime.now(UTC).astimezone(timezone(timedelta(hours=-7, minutes=-30))).isoformat()
     assert x_date.endswith("-07:30")
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, x_date)
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=x_date)
     )
     assert r.status_code == 200, r.text
 
@@ -140,7 +144,7 @@ async def test_x_date_with_z_suffix_is_accepted(world: World) -> None:
     x_date = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     assert x_date.endswith("Z")
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, x_date)
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=x_date)
     )
     assert r.status_code == 200, r.text
 
@@ -148,7 +152,7 @@ async def test_x_date_with_z_suffix_is_accepted(world: World) -> None:
 async def test_x_date_without_offset_is_refused(world: World) -> None:
     x_date = datetime.now(UTC).replace(tzinfo=None).isoformat()
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, x_date)
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=x_date)
     )
     _assert_401(r, "x-date", "offset")
 
@@ -158,7 +162,7 @@ async def test_x_date_without_offset_is_refused(world: World) -> None:
 )
 async def test_garbage_x_date_is_refused(world: World, x_date: str) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, x_date)
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=x_date)
     )
     _assert_401(r, "x-date")
 
@@ -166,14 +170,14 @@ async def test_garbage_x_date_is_refused(world: World, x_date: str) -> None:
 @pytest.mark.parametrize("x_date", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 async def test_out_of_range_x_date_is_refused_not_a_server_error(world: World, x_date: str) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret, x_date)
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST, when=x_date)
     )
     _assert_401(r, "x-date")
 
 
 @pytest.mark.parametrize("header", ["x-date", "x-signature"])
 async def test_missing_signature_header_is_named(world: World, header: str) -> None:
-    headers = signature_headers(world.key_id, world.key_secret)
+    headers = signature_headers(world.key_id, world.key_secret, "GET", LIST)
     del headers[header]
     r = await world.anonymous().get(LIST, headers=headers)
     _assert_401(r, f"missing {header}")
@@ -181,7 +185,7 @@ async def test_missing_signature_header_is_named(world: World, header: str) -> N
 
 @pytest.mark.parametrize("header", ["x-date", "x-signature"])
 async def test_empty_signature_header_counts_as_missing(world: World, header: str) -> None:
-    headers = signature_headers(world.key_id, world.key_secret)
+    headers = signature_headers(world.key_id, world.key_secret, "GET", LIST)
     headers[header] = ""
     r = await world.anonymous().get(LIST, headers=headers)
     _assert_401(r, f"missing {header}")
@@ -189,15 +193,15 @@ async def test_empty_signature_header_counts_as_missing(world: World, header: st
 
 async def test_signature_made_with_the_wrong_secret_is_refused(world: World) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret + "x")
+        LIST, headers=signature_headers(world.key_id, world.key_secret + "x", "GET", LIST)
     )
     _assert_401(r, "signature")
 
 
 async def test_signature_of_another_x_date_is_refused(world: World) -> None:
     """The signature binds the exact x-date: an old signature cannot be re-dated."""
-    old = signature_headers(world.key_id, world.key_secret, _ago(30))
-    new = signature_headers(world.key_id, world.key_secret, _ago(1))
+    old = signature_headers(world.key_id, world.key_secret, "GET", LIST, when=_ago(30))
+    new = signature_headers(world.key_id, world.key_secret, "GET", LIST, when=_ago(1))
     r = await world.anonymous().get(LIST, headers={**new, "x-signature": old["x-signature"]})
     _assert_401(r, "signature")
 
@@ -207,14 +211,14 @@ async def test_signature_over_the_parsed_instant_not_the_exact_string_is_refused
 ) -> None:
     """Signing `...Z` but sending the same instant as `+00:00` is a different string."""
     now = datetime.now(UTC)
-    signed = signature_headers(world.key_id, world.key_secret, now.isoformat())
+    signed = signature_headers(world.key_id, world.key_secret, "GET", LIST, when=now.isoformat())
     sent = now.isoformat().replace("+00:00", "Z")
     r = await world.anonymous().get(LIST, headers={**signed, "x-date": sent})
     _assert_401(r, "signature")
 
 
 async def test_uppercase_hex_signature_is_refused(world: World) -> None:
-    headers = signature_headers(world.key_id, world.key_secret)
+    headers = signature_headers(world.key_id, world.key_secret, "GET", LIST)
     upper = headers["x-signature"].upper()
     assert upper != headers["x-signature"]
     r = await world.anonymous().get(LIST, headers={**headers, "x-signature": upper})
@@ -222,7 +226,7 @@ async def test_uppercase_hex_signature_is_refused(world: World) -> None:
 
 
 async def test_base64_signature_is_refused(world: World) -> None:
-    headers = signature_headers(world.key_id, world.key_secret)
+    headers = signature_headers(world.key_id, world.key_secret, "GET", LIST)
     raw = hmac.new(world.key_secret.encode(), headers["x-date"].encode(), hashlib.sha256).digest()
     r = await world.anonymous().get(
         LIST, headers={**headers, "x-signature": base64.b64encode(raw).decode()}
@@ -231,7 +235,7 @@ async def test_base64_signature_is_refused(world: World) -> None:
 
 
 async def test_non_ascii_signature_is_refused_not_a_server_error(world: World) -> None:
-    headers: dict[str, Any] = signature_headers(world.key_id, world.key_secret)
+    headers: dict[str, Any] = signature_headers(world.key_id, world.key_secret, "GET", LIST)
     headers["x-signature"] = b"\xe9" * 64
     r = await world.anonymous().get(LIST, headers=headers)
     _assert_401(r, "signature")
@@ -239,7 +243,7 @@ async def test_non_ascii_signature_is_refused_not_a_server_error(world: World) -
 
 async def test_unknown_key_id_is_refused(world: World) -> None:
     r = await world.anonymous().get(
-        LIST, headers=signature_headers("key_doesnotexist", world.key_secret)
+        LIST, headers=signature_headers("key_doesnotexist", world.key_secret, "GET", LIST)
     )
     _assert_401(r, "unknown API key")
 
@@ -248,7 +252,7 @@ async def test_revoked_key_is_refused_signed_and_bearer(world: World) -> None:
     async with world.db.transaction() as session:
         await revoke_api_key(session, world.key_id, datetime.now(UTC))
     signed = await world.anonymous().get(
-        LIST, headers=signature_headers(world.key_id, world.key_secret)
+        LIST, headers=signature_headers(world.key_id, world.key_secret, "GET", LIST)
     )
     _assert_401(signed, "revoked")
     bearer = await world.api().get(LIST)

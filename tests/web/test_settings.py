@@ -86,6 +86,12 @@ def test_a_key_is_shown_once_works_and_is_revoked(
     assert token == f"{key_id}.{secret}"
     expect(page.get_by_role("button", name="Copy secret")).to_be_visible()
     expect(page.locator("#example-python")).to_contain_text(f'KEY_ID, SECRET = "{key_id}"')
+    # By default a key signs the whole request and has the posts and channels scopes.
+    expect(page.locator("#issued-signing")).to_have_text("the whole request")
+    expect(page.locator("#issued-scopes")).to_have_text(
+        "posts:read posts:write channels:read channels:write"
+    )
+    expect(page.locator("#example-python")).to_contain_text('METHOD, PATH, BODY = "GET"')
     expect(page.locator("#example-curl")).to_contain_text(f"Bearer {token}")
     page.get_by_role("button", name="Copy secret").click()
     expect(page.locator(".copied")).to_have_text(re.compile("Copied|Select the text"))

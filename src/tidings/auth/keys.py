@@ -7,6 +7,7 @@ from tidings.auth import service
 from tidings.auth.deps import CurrentPrincipal
 from tidings.auth.models import ApiKey
 from tidings.auth.schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyList, ApiKeyOut
+from tidings.auth.scopes import DEFAULT_SCOPES, ordered
 from tidings.db.session import SessionDep, StateDep
 from tidings.timefmt import utcnow
 
@@ -14,7 +15,14 @@ router = APIRouter(prefix="/api-keys", tags=["auth"])
 
 
 def _out(key: ApiKey) -> ApiKeyOut:
-    return ApiKeyOut(id=key.id, name=key.name, createdAt=key.created_at, revokedAt=key.revoked_at)
+    return ApiKeyOut(
+        id=key.id,
+        name=key.name,
+        createdAt=key.created_at,
+        revokedAt=key.revoked_at,
+        signing=key.signing,
+        scopes=ordered(service.key_scopes(key)),
+    )
 
 
 @router.get("", response_model=ApiKeyList)
@@ -28,11 +36,21 @@ async def create_key(
     body: ApiKeyCreate, principal: CurrentPrincipal, session: SessionDep, state: StateDep
 ) -> ApiKeyIssued:
     """A new key: its `secret` and Bearer `token` are in this answer and never again."""
-    issued = await service.issue_api_key(session, principal, state.box, body.name, utcnow())
+    issued = await service.issue_api_key(
+        session,
+        principal,
+        state.box,
+        body.name,
+        utcnow(),
+        signing=body.signing,
+        scopes=DEFAULT_SCOPES if body.scopes is None else body.scopes,
+    )
     return ApiKeyIssued(
         id=issued.key.id,
         name=issued.key.name,
         createdAt=issued.key.created_at,
+        signing=issued.key.signing,
+        scopes=ordered(service.key_scopes(issued.key)),
         secret=issued.secret,
         token=issued.token,
     )

@@ -2,10 +2,11 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tidings.db.base import Base, TimestampMixin
+from tidings.auth.scopes import DEFAULT_SCOPES, Signing, ordered
+from tidings.db.base import Base, TimestampMixin, str_enum
 from tidings.timefmt import utcnow
 
 
@@ -45,6 +46,25 @@ class ApiKey(Base):
     secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    signing: Mapped[Signing] = mapped_column(str_enum(Signing, 16), default=Signing.REQUEST)
+    # Scope values (`auth.scopes.Scope`), in the enum's order.
+    scopes: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: [s.value for s in ordered(DEFAULT_SCOPES)]
+    )
+
+
+class UsedSignature(Base):
+    """A date-signed key's `x-signature` already accepted, kept until its `x-date` is out of
+    the accepted window: inserting it again conflicts on the primary key, so a captured
+    pair is refused as replayed, in every process sharing the database."""
+
+    __tablename__ = "used_signatures"
+
+    api_key_id: Mapped[str] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class SignInFailure(Base):

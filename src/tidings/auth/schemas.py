@@ -5,6 +5,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from tidings.auth.scopes import Scope, Signing
 from tidings.schemas import RequestModel
 
 
@@ -40,6 +41,8 @@ class ApiKeyOut(BaseModel):
     name: str
     createdAt: datetime
     revokedAt: datetime | None
+    signing: Signing = Field(description="What x-signature covers: the request, or the date.")
+    scopes: list[Scope]
 
 
 class ApiKeyList(BaseModel):
@@ -48,6 +51,18 @@ class ApiKeyList(BaseModel):
 
 class ApiKeyCreate(RequestModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    signing: Signing = Field(
+        default=Signing.REQUEST,
+        description="`request` (default): x-signature covers the method, path, query, "
+        "x-date and body. `date`: the x-date alone, for Dynamo-compatible clients; each "
+        "(x-date, x-signature) pair is then accepted once.",
+    )
+    scopes: list[Scope] | None = Field(
+        default=None,
+        min_length=1,
+        description="What the key may do; default: posts:read, posts:write, channels:read, "
+        "channels:write.",
+    )
 
 
 class ApiKeyIssued(BaseModel):
@@ -56,6 +71,8 @@ class ApiKeyIssued(BaseModel):
     id: str
     name: str
     createdAt: datetime
+    signing: Signing
+    scopes: list[Scope]
     secret: str
     token: str
 

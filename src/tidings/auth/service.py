@@ -3,17 +3,19 @@
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth import throttle
-from tidings.auth.models import ApiKey, User, UserSession
+from tidings.auth.models import ApiKey, UsedSignature, User, UserSession
 from tidings.auth.passwords import verify_password
 from tidings.auth.principal import AuthMethod, Principal
+from tidings.auth.scopes import DEFAULT_SCOPES, Scope, Signing, ordered
 from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -25,9 +27,26 @@ from tidings.workspaces.models import Membership, Role, Workspace
 TOKEN_SEPARATOR = "."
 
 
-def sign(secret: str, x_date: str) -> str:
-    """The `x-signature` for a request: lowercase hex HMAC-SHA256 of the exact `x-date`."""
-    return hmac.new(secret.encode(), x_date.encode(), hashlib.sha256).hexdigest()
+def sign(secret: str, message: str) -> str:
+    """An `x-signature`: the lowercase hex HMAC-SHA256 of `message`, keyed by the secret."""
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a request-signing key signs, as the request arrived: the method, the path as
+    sent (before percent-decoding), the raw query string (without `?`) and the raw body."""
+
+    method: str
+    path: str
+    query: str
+    body: bytes
+
+    def canonical(self, x_date: str) -> str:
+        """The string a request-signing key signs."""
+        target = f"{self.path}?{self.query}" if self.query else self.path
+        digest = hashlib.sha256(self.body).hexdigest()
+        return f"{self.method.upper()}\n{target}\n{x_date}\n{digest}"
 
 
 @dataclass(frozen=True)
@@ -42,10 +61,20 @@ class IssuedKey:
 
 
 async def create_api_key(
-    session: AsyncSession, box: SecretBox, workspace_id: str, name: str, now: datetime
+    session: AsyncSession,
+    box: SecretBox,
+    workspace_id: str,
+    name: str,
+    now: datetime,
+    *,
+    signing: Signing = Signing.REQUEST,
+    scopes: Iterable[Scope] = DEFAULT_SCOPES,
 ) -> IssuedKey:
     if await session.get(Workspace, workspace_id) is None:
         raise NotFound(f"workspace {workspace_id} does not exist")
+    chosen = ordered(scopes)
+    if not chosen:
+        raise BadRequest("give the key at least one scope")
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
         id=new_id("key"),
@@ -53,6 +82,8 @@ async def create_api_key(
         name=name,
         secret_encrypted=box.seal(secret),
         created_at=now,
+        signing=signing,
+        scopes=[s.value for s in chosen],
     )
     session.add(key)
     await session.flush()
@@ -82,10 +113,31 @@ async def _usable_key(session: AsyncSession, box: SecretBox, key_id: str) -> tup
     return key, secret
 
 
+_KNOWN_SCOPES = frozenset(s.value for s in Scope)
+
+
+def key_scopes(key: ApiKey) -> frozenset[Scope]:
+    """The key's scopes (a name this release does not know is ignored, never granted)."""
+    return frozenset(Scope(s) for s in key.scopes if s in _KNOWN_SCOPES)
+
+
 def _key_principal(key: ApiKey, method: AuthMethod) -> Principal:
     return Principal(
-        workspace_id=key.workspace_id, actor=Actor.API_KEY, method=method, api_key_id=key.id
+        workspace_id=key.workspace_id,
+        actor=Actor.API_KEY,
+        method=method,
+        api_key_id=key.id,
+        scopes=key_scopes(key),
     )
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """A signed request that passed: who it is, and, for a date-signing key, the signature
+    to spend (`spend_signature`) before the request may go on."""
+
+    principal: Principal
+    to_spend: UsedSignature | None
 
 
 async def authenticate_signature(
@@ -95,11 +147,16 @@ async def authenticate_signature(
     key_id: str,
     x_date: str | None,
     signature: str | None,
+    request: SignedRequest,
     now: datetime,
     max_future: timedelta,
     max_age: timedelta,
-) -> Principal:
-    """Check an `x-api-key` / `x-date` / `x-signature` request; each failure says which."""
+) -> SignatureCheck:
+    """Check an `x-api-key` / `x-date` / `x-signature` request; each failure says which.
+
+    A request-signing key's signature covers `request.canonical(x_date)`; a date-signing
+    key's covers the x-date alone and is accepted once (the caller spends it).
+    """
     key, secret = await _usable_key(session, box, key_id)
     if not x_date:
         raise Unauthorized("missing x-date header")
@@ -120,10 +177,46 @@ async def authenticate_signature(
             f"x-date is stale: {age.total_seconds():.1f} s old; "
             f"at most {max_age.total_seconds():g} s is accepted"
         )
+    if key.signing is Signing.DATE:
+        expected, covers = sign(secret, x_date), "x-date"
+    else:
+        expected = sign(secret, request.canonical(x_date))
+        covers = "METHOD\\npath[?query]\\nx-date\\nhex SHA-256 of the body"
     # Bytes, not str: compare_digest refuses non-ASCII str, and headers may carry any byte.
-    if not hmac.compare_digest(sign(secret, x_date).encode(), signature.encode()):
-        raise Unauthorized("invalid signature: x-signature is not HMAC-SHA256(secret, x-date)")
-    return _key_principal(key, AuthMethod.SIGNATURE)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise Unauthorized(
+            f"invalid signature: x-signature is not HMAC-SHA256(secret, {covers}) "
+            f"for this {key.signing.value}-signing key"
+        )
+    to_spend = None
+    if key.signing is Signing.DATE:
+        # Kept until the x-date could no longer be accepted anyway.
+        to_spend = UsedSignature(
+            api_key_id=key.id, signature=expected, expires_at=signed_at + max_age
+        )
+    return SignatureCheck(_key_principal(key, AuthMethod.SIGNATURE), to_spend)
+
+
+async def spend_signature(session: AsyncSession, used: UsedSignature, now: datetime) -> bool:
+    """Record a date-signing key's signature as used; False if it already was (a replay).
+
+    The INSERT conflicts on the primary key when any process spent it first (on PostgreSQL
+    a concurrent insert waits for the first one's transaction, then conflicts). Expired
+    signatures are pruned on the way.
+    """
+    await session.execute(
+        delete(UsedSignature)
+        .where(UsedSignature.expires_at <= now)
+        .execution_options(synchronize_session=False)
+    )
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    inserted = await session.execute(
+        dialect.insert(UsedSignature)
+        .values(api_key_id=used.api_key_id, signature=used.signature, expires_at=used.expires_at)
+        .on_conflict_do_nothing(index_elements=["api_key_id", "signature"])
+        .returning(UsedSignature.signature)
+    )
+    return inserted.scalar_one_or_none() is not None
 
 
 async def authenticate_bearer(session: AsyncSession, box: SecretBox, token: str) -> Principal:
@@ -282,14 +375,23 @@ async def list_api_keys(session: AsyncSession, principal: Principal) -> Sequence
 
 
 async def issue_api_key(
-    session: AsyncSession, principal: Principal, box: SecretBox, name: str, now: datetime
+    session: AsyncSession,
+    principal: Principal,
+    box: SecretBox,
+    name: str,
+    now: datetime,
+    *,
+    signing: Signing = Signing.REQUEST,
+    scopes: Iterable[Scope] = DEFAULT_SCOPES,
 ) -> IssuedKey:
     """A new key for the workspace; its secret is in the answer and nowhere else."""
     authorize_manage_keys(principal)
     name = name.strip()
     if not name:
         raise BadRequest("name the key (e.g. what will use it)")
-    return await create_api_key(session, box, principal.workspace_id, name, now)
+    return await create_api_key(
+        session, box, principal.workspace_id, name, now, signing=signing, scopes=scopes
+    )
 
 
 async def revoke_workspace_key(

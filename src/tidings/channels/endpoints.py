@@ -296,8 +296,9 @@ async def set_platform_app(
     session: SessionDep,
     state: StateDep,
 ) -> PlatformAppOut:
-    """Set the workspace's app on a platform (its client id and secret), replacing any."""
-    service.authorize_manage(principal)
+    """Set the workspace's app on a platform (its client id and secret), replacing any
+    (signed-in owners and admins; keys are refused)."""
+    service.authorize_manage_apps(principal)
     app = await service.set_app(
         session,
         principal.workspace_id,
@@ -315,5 +316,5 @@ async def delete_platform_app(
     platform: str, principal: CurrentPrincipal, session: SessionDep
 ) -> None:
     """Remove the workspace's app on a platform."""
-    service.authorize_manage(principal)
+    service.authorize_manage_apps(principal)
     await service.delete_app(session, principal.workspace_id, platform)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.auth.principal import Principal
+from tidings.auth.principal import AuthMethod, Principal
 from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.crypto import SecretBox
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -28,6 +28,22 @@ _MANAGERS = frozenset({Actor.OWNER, Actor.ADMIN, Actor.API_KEY})
 def authorize_manage(principal: Principal) -> None:
     if principal.actor not in _MANAGERS:
         raise Forbidden(f"role {principal.actor.value} cannot manage channels; owner or admin can")
+
+
+def authorize_manage_apps(principal: Principal) -> None:
+    """The workspace's platform apps decide where every later connection's consent goes
+    and which client secret it uses: signed-in owners and admins set them, never a key."""
+    if principal.actor is Actor.API_KEY:
+        raise Forbidden(
+            "API keys cannot set or remove platform apps; an owner or admin can, signed in"
+        )
+    if principal.method is not AuthMethod.SESSION or principal.actor not in (
+        Actor.OWNER,
+        Actor.ADMIN,
+    ):
+        raise Forbidden(
+            f"role {principal.actor.value} cannot manage platform apps; owner or admin can"
+        )
 
 
 async def add_channel(

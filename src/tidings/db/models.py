@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and tests see the whole schema."""
 
-from tidings.auth.models import ApiKey, SignInFailure, User, UserSession
+from tidings.auth.models import ApiKey, SignInFailure, UsedSignature, User, UserSession
 from tidings.channels.models import Channel
 from tidings.db.base import Base
 from tidings.publishing.models import PublishAttempt, Task, WorkerHeartbeat
@@ -24,6 +24,7 @@ __all__ = [
     "SignInFailure",
     "Target",
     "Task",
+    "UsedSignature",
     "User",
     "UserSession",
     "WorkerHeartbeat",

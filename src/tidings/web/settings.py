@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.auth import service as auth_service
-from tidings.auth.service import IssuedKey
+from tidings.auth.scopes import DEFAULT_SCOPES, Scope, Signing, parse_scopes, parse_signing
+from tidings.auth.service import IssuedKey, key_scopes
 from tidings.channels import service as channel_service
 from tidings.db.session import SessionDep, StateDep, app_state
 from tidings.errors import BadRequest, Forbidden, TidingsError
@@ -79,6 +80,9 @@ async def _page(
         members=members,
         own_timezone=me.user.timezone if me else None,
         keys=keys,
+        key_scopes=key_scopes,
+        scopes=list(Scope),
+        default_scopes=DEFAULT_SCOPES,
         issued=issued,
         shown_link=shown_link,
         invitations=pending,
@@ -263,8 +267,16 @@ async def create_key(
     """A new key; its secret is on the page this answers with, and never again."""
     form = await checked_form(request, viewer)
     try:
+        # Who may comes before what was asked: a forged form is refused, not corrected.
+        auth_service.authorize_manage_keys(viewer.principal)
         issued = await auth_service.issue_api_key(
-            session, viewer.principal, state.box, str(form.get("name") or "")[:200], utcnow()
+            session,
+            viewer.principal,
+            state.box,
+            str(form.get("name") or "")[:200],
+            utcnow(),
+            signing=parse_signing(str(form.get("signing") or Signing.REQUEST.value)),
+            scopes=parse_scopes(str(s) for s in form.getlist("scope")),
         )
     except TidingsError as exc:
         return await _refused(session, exc, "keys")
@@ -328,7 +340,7 @@ async def set_app(
     form = await checked_form(request, viewer)
     platform = str(form.get("platform") or "")
     try:
-        channel_service.authorize_manage(viewer.principal)
+        channel_service.authorize_manage_apps(viewer.principal)
         await channel_service.set_app(
             session,
             viewer.workspace_id,
@@ -350,7 +362,7 @@ async def remove_app(
 ) -> Response:
     await checked_form(request, viewer)
     try:
-        channel_service.authorize_manage(viewer.principal)
+        channel_service.authorize_manage_apps(viewer.principal)
         await channel_service.delete_app(session, viewer.workspace_id, platform)
     except TidingsError as exc:
         return await _refused(session, exc, "apps")
