@@ -16,6 +16,9 @@ class TidingsError(Exception):
     def body(self) -> dict[str, Any]:
         return {"message": self.message, **self.extra}
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class BadRequest(TidingsError):
     status_code = 400
@@ -35,6 +38,25 @@ class NotFound(TidingsError):
 
 class Conflict(TidingsError):
     status_code = 409
+
+
+class _RetryLater(TidingsError):
+    """A refusal that passes: `Retry-After` says in how many seconds to try again."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(_RetryLater):
+    status_code = 429
+
+
+class ServiceUnavailable(_RetryLater):
+    status_code = 503
 
 
 class RequestShapeError(TidingsError):
