@@ -9,7 +9,8 @@ targets later). It exists so that nobody can make Tidings reach what only Tiding
   `Host` header and the TLS server name (SNI, and the certificate check) stay the host's own.
 - Refused: loopback, private, link-local, shared (CGNAT, 100.64/10), multicast, reserved
   and unspecified addresses, IPv6 unique-local and site-local ones, and IPv4 addresses
-  wrapped in IPv6 (mapped, compatible, 6to4, NAT64, Teredo) whose IPv4 is refused. Odd
+  wrapped in IPv6 (mapped, compatible, 6to4, NAT64) whose IPv4 is refused (Teredo's
+  2001::/32 is refused whole, as Python's `ipaddress` counts it among the private ones). Odd
   spellings (`2130706433`, `127.1`, `0x7f.1`, `[::ffff:127.0.0.1]`) resolve to the address
   they mean and are refused as that address. Only ports 80 and 443, and only http and https.
   `allowed_networks` (the operator's, `TIDINGS_FETCH_ALLOWED_NETWORKS`) may open networks,
@@ -55,7 +56,6 @@ WEB_PORTS = frozenset({80, 443})
 _SCHEMES = frozenset({"http", "https"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_TEREDO = ipaddress.ip_network("2001::/32")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 
 
@@ -88,7 +88,6 @@ def _kind(address: IPAddress) -> str | None:
         ("private", address.is_private),
         ("reserved", address.is_reserved),
         ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
-        ("Teredo", isinstance(address, ipaddress.IPv6Address) and address in _TEREDO),
     )
     for name, found in checks:
         if found:
@@ -105,13 +104,14 @@ def address_refusal(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> st
             candidates.append(inner)
     if any(a in net for a in candidates for net in allowed if a.version == net.version):
         return None
-    for candidate in reversed(candidates):  # the IPv4 inside first: it is what is reached
-        kind = _kind(candidate)
-        if kind is not None:
-            wrapped = " (inside an IPv6 address)" if candidate is not address else ""
-            article = "an" if kind[0] in "aeiou" else "a"
-            return f"{article} {kind} address{wrapped}"
-    return None
+    # An IPv6 form of an IPv4 address is judged as the IPv4 address: it is what is reached.
+    judged = candidates[-1]
+    kind = _kind(judged)
+    if kind is None:
+        return None
+    wrapped = " (inside an IPv6 address)" if judged is not address else ""
+    article = "an" if kind[0] in "aeiou" else "a"
+    return f"{article} {kind} address{wrapped}"
 
 
 class ForbiddenAddress(httpx.RequestError):
@@ -304,7 +304,10 @@ class Fetcher:
         """The answer to `method url` after at most `max_redirects` redirects, its body not
         yet read (read it through the response: the budget and the deadline hold there too;
         close it when done)."""
-        target = httpx.URL(url)
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:  # (not an httpx.HTTPError: callers would miss it)
+            raise ForbiddenAddress(str(url)[:200], f"it is not a valid URL ({exc})") from exc
         for _ in range(self.policy.max_redirects + 1):
             check_url(target)
             # No userinfo: httpx would send it as Basic auth to whoever the host is.
