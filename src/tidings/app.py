@@ -135,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             fetch_gate=FetchGate(settings.fetch_max_concurrent, settings.dry_runs_per_minute),
         )
         app.state.tidings = state
+        # Loading the CA bundle blocks for a moment: once here, not in a request's time.
+        _ = settings.fetch_policy.ssl_context
         stop = asyncio.Event()
         running: asyncio.Task[None] | None = None
         context = platform_context(settings, db)

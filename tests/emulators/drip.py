@@ -37,8 +37,8 @@ class DripServer:
                 writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(self.every)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client hung up, or the server is stopping
         finally:
             writer.close()
 

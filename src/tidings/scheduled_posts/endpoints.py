@@ -290,12 +290,13 @@ async def _dry_run(
     except OverRate as exc:
         message = f"too many dry runs: {exc.message}"
         raise TooManyRequests(message, retry_after=exc.retry_after) from None
-    async with state.db.transaction(write=False) as session:
-        plan = await service.dry_run_plan(session, principal.workspace_id, post)
     context = platform_context(settings, state.db) if live else None
     deadline = settings.dry_run_deadline_seconds
     try:
         async with gate.slot(), asyncio.timeout(deadline):
+            async with state.db.transaction(write=False) as session:
+                plan = await service.dry_run_plan(session, principal.workspace_id, post)
+            # The transaction is closed: what follows waits on the network holding nothing.
             problems = await service.dry_run(
                 plan, utcnow(), fetch=settings.fetch_policy, live=context
             )
