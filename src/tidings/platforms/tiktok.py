@@ -672,7 +672,7 @@ class TikTokPlatform:
                     )
         except ForbiddenAddress as exc:
             raise PublishFailure(
-                ErrorKind.PERMANENT, "MEDIA_FORBIDDEN", f"the video is not fetched: {exc}"
+                ErrorKind.PERMANENT, "MEDIA_FORBIDDEN", f"{url} is not fetched: {exc.reason}"
             ) from exc
         except httpx.HTTPError as exc:
             raise PublishFailure(
