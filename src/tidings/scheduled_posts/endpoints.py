@@ -7,7 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
 
 from tidings.auth.deps import CurrentPrincipal, PrincipalApart
 from tidings.auth.principal import Principal
-from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
+from tidings.db.session import SessionDep, StateDep
 from tidings.errors import RequestShapeError, ServiceUnavailable, TooManyRequests
 from tidings.fetch import AtCapacity, OverRate
 from tidings.publishing.worker import platform_context
@@ -113,7 +113,7 @@ async def create_scheduled_post(
     return to_document(await service.create_post(session, principal, body, utcnow()))
 
 
-@router.post("/validate", response_model=ValidationOut, openapi_extra=READ_MOSTLY)
+@router.post("/validate", response_model=ValidationOut)
 async def validate_scheduled_post(
     body: ScheduledPostCreate, principal: PrincipalApart, state: StateDep, live: bool = False
 ) -> ValidationOut:
