@@ -95,14 +95,24 @@ def _kind(address: IPAddress) -> str | None:
     return None if address.is_global else "non-public"
 
 
-def address_refusal(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str | None:
-    """Why `address` is not fetched from (`a loopback address`), or None if it may be."""
-    candidates: list[IPAddress] = [address]
+def _forms(address: IPAddress) -> list[IPAddress]:
+    """The address, and the IPv4 address inside it if it is an IPv6 form of one."""
     if isinstance(address, ipaddress.IPv6Address):
         inner = _embedded_ipv4(address)
         if inner is not None:
-            candidates.append(inner)
-    if any(a in net for a in candidates for net in allowed if a.version == net.version):
+            return [address, inner]
+    return [address]
+
+
+def _opened(address: IPAddress, allowed: Iterable[IPNetwork]) -> bool:
+    """Whether the operator opened a network that holds `address` (in either form)."""
+    return any(a in net for a in _forms(address) for net in allowed if a.version == net.version)
+
+
+def address_refusal(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str | None:
+    """Why `address` is not fetched from (`a loopback address`), or None if it may be."""
+    candidates = _forms(address)
+    if _opened(address, allowed):
         return None
     # An IPv6 form of an IPv4 address is judged as the IPv4 address: it is what is reached.
     judged = candidates[-1]
@@ -129,11 +139,6 @@ class FetchTooLarge(httpx.RequestError):
 
 class FetchDeadlineExceeded(httpx.TimeoutException):
     """A fetch took longer in all than its deadline."""
-
-
-def _host_text(url: httpx.URL) -> str:
-    host = url.host
-    return f"[{host}]" if ":" in host else host
 
 
 def check_url(url: httpx.URL) -> None:
@@ -164,11 +169,7 @@ async def checked_addresses(
         reason = address_refusal(address, allowed)
         if reason is not None:
             raise ForbiddenAddress(where, f"its host is {reason}")
-    in_allowed = all(
-        any(address in net for net in allowed if address.version == net.version)
-        for address in addresses
-    )
-    if port not in WEB_PORTS and not in_allowed:
+    if port not in WEB_PORTS and not all(_opened(a, allowed) for a in addresses):
         raise ForbiddenAddress(f"{where}:{port}", f"port {port} is not fetched (only 80 and 443)")
     if not addresses:
         raise httpcore.ConnectError(f"{host} has no address")

@@ -5,6 +5,7 @@ dry runs from one workspace while another lists its channels and publishes on ti
 databases."""
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -217,7 +218,7 @@ async def test_health_answers_503_in_time_when_no_connection_is_free(world: Worl
 
 @with_settings(fetch_max_concurrent=64, dry_runs_per_minute=64, fetch_deadline_seconds=4)
 async def test_drip_dry_runs_of_one_workspace_stall_nothing_of_another(
-    world: World, drip: DripServer
+    world: World, drip: DripServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """32 dry runs from B, each on a server that drips a byte every 0.5 s, are all in flight
     (more than the database has connections) while A lists its channels and a post of A's,
@@ -269,6 +270,7 @@ async def test_drip_dry_runs_of_one_workspace_stall_nothing_of_another(
         assert (r.json()["status"], medium["status"]) == ("PUBLISHED", "PUBLISHED")
         published = datetime.fromisoformat(medium["publishedAt"])
         assert timedelta(0) <= published - due < timedelta(seconds=1)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
         stop.set()
         await publisher

@@ -40,6 +40,8 @@ from tidings.scheduled_posts.duration import Read, Walk, video_seconds
 MAX_READ_BYTES = 4 * MB
 MAX_READS = 16
 READ_FOR = 10.0
+#: Media items of one dry run fetched at once (a carousel has up to 35).
+AT_ONCE = 6
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,13 @@ async def media_problems(
     timed = any(
         _bounds_length(limit_for(limits, post.type, "video")[1]) for *_, limits in platforms
     )
-    probes = await asyncio.gather(*(_probe(fetch, item, timed) for item in post.media))
+    turns = asyncio.Semaphore(AT_ONCE)
+
+    async def probed(item: MediaItem) -> Probe:
+        async with turns:
+            return await _probe(fetch, item, timed)
+
+    probes = await asyncio.gather(*(probed(item) for item in post.media))
     problems: list[Problem] = []
     for item, found in zip(post.media, probes, strict=True):
         if found.refused is not None:
