@@ -1,7 +1,7 @@
 """HTTP routes of /scheduled-posts: parse, authorise, call the service, shape the response."""
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
 
@@ -32,11 +32,20 @@ from tidings.scheduled_posts.schemas import (
     ValidationProblem,
 )
 from tidings.scheduled_posts.service import ActionRequest, PostFilter
+from tidings.schemas import MessageBody
 from tidings.state import AppState
 from tidings.timefmt import utcnow
 
 router = APIRouter(prefix="/scheduled-posts", tags=["scheduled posts"])
 MAX_PAGE = 100
+#: What a dry run may answer besides the usual errors: it fetches, so it is bounded.
+BOUNDED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": MessageBody,
+        "description": "Too many dry runs from the workspace (Retry-After)",
+    },
+    503: {"model": MessageBody, "description": "Too many at once, or too slow (Retry-After)"},
+}
 
 
 def to_document(post: ScheduledPost) -> ScheduledPostOut:
@@ -113,7 +122,7 @@ async def create_scheduled_post(
     return to_document(await service.create_post(session, principal, body, utcnow()))
 
 
-@router.post("/validate", response_model=ValidationOut)
+@router.post("/validate", response_model=ValidationOut, responses=BOUNDED)
 async def validate_scheduled_post(
     body: ScheduledPostCreate, principal: PrincipalApart, state: StateDep, live: bool = False
 ) -> ValidationOut:
@@ -269,7 +278,7 @@ async def cancel(
     return await _act(session, principal, post_id, request)
 
 
-@router.get("/{post_id}/validation", response_model=ValidationOut)
+@router.get("/{post_id}/validation", response_model=ValidationOut, responses=BOUNDED)
 async def validation_of_scheduled_post(
     post_id: str, principal: PrincipalApart, state: StateDep, live: bool = False
 ) -> ValidationOut:
