@@ -32,6 +32,8 @@ ADMIN_URL = os.environ.get(
 )
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 BACKENDS = ["sqlite", "postgresql"]
+#: Where tests' own servers listen, opened to the guarded fetcher.
+LOCAL_NETWORKS = "127.0.0.0/8"
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +114,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         secret_key=TEST_SECRET_KEY,
         embedded_worker=False,
+        # The media hosts and emulators of the tests are on 127.0.0.1 (tests/test_fetch.py
+        # proves the guard itself, without this).
+        fetch_allowed_networks=LOCAL_NETWORKS,
     )
 
 

@@ -1,5 +1,6 @@
 """Settings refuse unsafe production defaults and keep an embedded secret key stable."""
 
+import re
 import stat
 from pathlib import Path
 
@@ -60,3 +61,18 @@ def test_worker_lease_and_call_timeout_reach_the_engine(tmp_path: Path) -> None:
 def test_a_lease_shorter_than_the_call_timeout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="LEASE_SECONDS must be longer"):
         Settings(data_dir=tmp_path, worker_lease_seconds=5, worker_call_timeout_seconds=5)
+
+
+def test_fetch_allowed_networks_are_cidrs_and_open_only_what_they_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDINGS_FETCH_ALLOWED_NETWORKS", "127.0.0.0/8, ::1/128")
+    policy = Settings(data_dir=tmp_path).fetch_policy
+    assert [str(n) for n in policy.allowed_networks] == ["127.0.0.0/8", "::1/128"]
+    assert (
+        Settings(data_dir=tmp_path, fetch_allowed_networks="").fetch_policy.allowed_networks == ()
+    )
+    with pytest.raises(ValidationError, match=re.escape("127.0.0.0/33")):
+        Settings(data_dir=tmp_path, fetch_allowed_networks="127.0.0.0/33")
+    with pytest.raises(ValidationError, match="localhost"):
+        Settings(data_dir=tmp_path, fetch_allowed_networks="10.0.0.0/8,localhost")

@@ -28,6 +28,7 @@ from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.db.session import StateDep
 from tidings.errors import RequestShapeError, TidingsError
+from tidings.fetch import FetchGate
 from tidings.publishing.health import engine_report
 from tidings.publishing.worker import Worker, engine_config, platform_context
 from tidings.sandbox.endpoints import router as sandbox_router
@@ -75,7 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _tidings_error(request: Request, exc: TidingsError) -> Response:
         if web_pages.is_web(request):
             return web_pages.error_page(request, exc.status_code, exc.message)
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -129,8 +130,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database.connect(
             settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
-        state = AppState(settings=settings, db=db, box=SecretBox(settings.resolved_secret_key))
+        state = AppState(
+            settings=settings,
+            db=db,
+            box=SecretBox(settings.resolved_secret_key),
+            fetch_gate=FetchGate(settings.fetch_max_concurrent, settings.dry_runs_per_minute),
+        )
         app.state.tidings = state
+        # Loading the CA bundle blocks for a moment: once here, not in a request's time.
+        _ = settings.fetch_policy.ssl_context
         stop = asyncio.Event()
         running: asyncio.Task[None] | None = None
         context = platform_context(settings, db)
@@ -183,10 +191,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness: the database answers, a worker is alive, and due work is picked up."""
         settings = state.settings
         max_age = timedelta(seconds=settings.health_max_heartbeat_age_seconds)
+        # Whatever goes wrong (no connection free in the pool, a lock, a server gone), the
+        # answer is a 503 that says so, in time: a health check that hangs is no answer.
+        waited = settings.health_timeout_seconds
         try:
-            async with state.db.transaction(write=False) as session:
+            async with asyncio.timeout(waited), state.db.transaction(write=False) as session:
                 report = await engine_report(session, utcnow(), fresh_within=max_age)
-        except (DBAPIError, OSError) as exc:
+        except TimeoutError:
+            cause = f"no answer within {waited:g} s (connections exhausted or locked)"
+            return JSONResponse({"status": "unavailable", "database": cause}, status_code=503)
+        except Exception as exc:
+            log.warning("health check: the database failed", exc_info=exc)
             return JSONResponse(
                 {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"},
                 status_code=503,

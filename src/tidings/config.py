@@ -7,11 +7,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from tidings.mail import Mailer
+from tidings.fetch import FetchPolicy, parse_networks
 
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
@@ -99,6 +100,34 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Adding or connecting one more channel past this is refused (409).
     max_channels_per_workspace: int = Field(default=200, ge=1)
+    # Outbound fetches of URLs that users supply (media probes, video uploads; see
+    # tidings.fetch). Networks opened beyond the public internet, on any port (comma-separated
+    # CIDRs, e.g. 127.0.0.0/8 for a rehearsal's emulators); each fetch's total deadline and
+    # byte budget; requests fetching at once per process (more are refused with 503); dry
+    # runs per workspace and minute (more are refused with 429); and a dry run's own deadline.
+    fetch_allowed_networks: str = ""
+    fetch_deadline_seconds: float = Field(default=10, gt=0)
+    fetch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    fetch_max_concurrent: int = Field(default=16, ge=1)
+    dry_runs_per_minute: int = Field(default=30, ge=1)
+    dry_run_deadline_seconds: float = Field(default=20, gt=0)
+    # /health gives up on the database after this (a full pool, a lock) and answers 503.
+    health_timeout_seconds: float = Field(default=2, gt=0)
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a ValueError names the part that is not a CIDR
+        return value
+
+    @cached_property
+    def fetch_policy(self) -> FetchPolicy:
+        """How URLs that users supply are fetched (built once: it holds the TLS context)."""
+        return FetchPolicy(
+            allowed_networks=parse_networks(self.fetch_allowed_networks),
+            deadline_seconds=self.fetch_deadline_seconds,
+            max_bytes=self.fetch_max_bytes,
+        )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":

@@ -1,6 +1,5 @@
 """One base error with a status code; the app renders every one as `{"message": ...}`."""
 
-from collections.abc import Mapping
 from typing import Any
 
 
@@ -8,8 +7,6 @@ class TidingsError(Exception):
     """A failure the client caused or must know about, rendered with its status code."""
 
     status_code = 400
-    #: Headers sent with the error's response (e.g. `Retry-After`).
-    headers: Mapping[str, str] | None = None
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -18,6 +15,9 @@ class TidingsError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"message": self.message, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        return {}
 
 
 class BadRequest(TidingsError):
@@ -40,15 +40,23 @@ class Conflict(TidingsError):
     status_code = 409
 
 
-class TooManyRequests(TidingsError):
-    """Refused for now: the client must wait `retry_after` seconds (sent as `Retry-After`)."""
+class _RetryLater(TidingsError):
+    """A refusal that passes: `Retry-After` says in how many seconds to try again."""
 
-    status_code = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.headers = {"Retry-After": str(retry_after)}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(_RetryLater):
+    status_code = 429
+
+
+class ServiceUnavailable(_RetryLater):
+    status_code = 503
 
 
 class RequestShapeError(TidingsError):

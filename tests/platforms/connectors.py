@@ -42,7 +42,9 @@ async def context_for(world: World, **urls: str) -> AsyncIterator[PlatformContex
     """A context whose platforms (`instagram=url`, ...) are emulators: short timeouts, fast
     polling."""
     endpoints = Endpoints(http_timeout=1.0, poll_every=0.01, poll_for=2.0, **urls)
-    ctx = PlatformContext(world.db, endpoints=endpoints, box=world.state.box)
+    ctx = PlatformContext(
+        world.db, endpoints=endpoints, box=world.state.box, fetch=world.state.settings.fetch_policy
+    )
     try:
         yield ctx
     finally:

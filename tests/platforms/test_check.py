@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from fastapi import Request
 
 from tests.emulators.facebook import FacebookEmulator
 from tests.emulators.instagram import InstagramEmulator
@@ -94,3 +95,28 @@ async def test_the_sandbox_is_always_fine_and_only_managers_may_ask(world: World
     assert (await viewer.post(f"/channels/{world.channel_id}/check")).status_code == 403
     owner = await world.person("owner")
     assert (await owner.post("/channels/ch_NOPE/check")).status_code == 404
+
+
+async def test_the_platform_is_asked_with_no_database_connection_held(world: World) -> None:
+    """While the platform answers a check, the request holds no connection of the pool (it
+    read the channel and let go): a slow platform cannot exhaust the database."""
+    held: list[int] = []
+    emulator = InstagramEmulator()
+
+    @emulator.app.middleware("http")
+    async def count(request: Request, call_next):  # type: ignore[no-untyped-def]
+        held.append(world.db.engine.pool.checkedout())  # type: ignore[attr-defined]
+        return await call_next(request)
+
+    with served(emulator, IG, IG_TOKEN):
+        state, settings = world.state, world.state.settings
+        state.settings = settings.model_copy(update={"instagram_api_url": emulator.url})
+        try:
+            channel = await account_channel(world, "instagram", IG, IG_TOKEN)
+            owner = await world.person("owner")
+            r = await owner.post(f"/channels/{channel}/check")
+        finally:
+            state.settings = settings
+    assert (r.status_code, r.json()) == (200, {"ok": True, "status": "ACTIVE", "problems": []})
+    assert held
+    assert set(held) == {0}

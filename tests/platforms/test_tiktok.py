@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi import Request
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from tests.platforms.test_refresh import refresh_tasks, run_due_refreshes, store
 from tests.scheduled_posts.videos import media_host, mp4_file
 from tests.world import World
 from tidings.channels.models import Channel
+from tidings.fetch import FetchPolicy
 from tidings.platforms.base import MediaType, PlatformContext, PostType
 from tidings.platforms.store import Credentials
 from tidings.platforms.tiktok import TikTokApi, TikTokPlatform, chunk_plan, utf16_length
@@ -118,6 +120,37 @@ async def test_a_video_is_uploaded_in_parts_streamed_from_its_url(
     assert post.source_info["total_chunk_count"] == len(post.parts) == parts
     assert post.parts[-1][1] == size - 1
     assert post.received == size
+
+
+async def test_an_upload_from_a_forbidden_address_fails_for_good_before_tiktok_is_asked(
+    world: World, context: PlatformContext, tiktok: TikTokEmulator
+) -> None:
+    """Tidings itself fetches a FILE_UPLOAD's video: from a loopback address it does not,
+    whatever listens there (here a real host of the file), and TikTok is not asked at all."""
+    received: list[str] = []
+    host = media_app({"small.mp4": ("video/mp4", 3 * MB + 17)})
+
+    @host.middleware("http")
+    async def count(request: Request, call_next):  # type: ignore[no-untyped-def]
+        received.append(request.url.path)
+        return await call_next(request)
+
+    context.fetch = FetchPolicy()  # the guard as in production: nothing local opened
+    channel = await tiktok_channel(world)
+    body = {"caption": "x", "options": PUBLIC | {"source": "FILE_UPLOAD"}}
+    with EmulatorServer(host) as server:
+        url = f"{server.url}/small.mp4"
+        doc = await publish(world, context, channel, body, media=url, mediaType="VIDEO")
+    entry = target(doc, channel)
+    assert (entry["status"], entry["errorCode"], entry["errorMessage"]) == (
+        "FAILED",
+        "MEDIA_FORBIDDEN",
+        f"{url} is not fetched: its host is a loopback address",
+    )
+    assert entry["attemptCount"] == 1
+    assert tiktok.count("video_init") == 0
+    assert tiktok.posts_of(OPEN_ID) == []
+    assert received == []
 
 
 async def test_an_upload_never_holds_the_video_in_memory(

@@ -5,11 +5,12 @@ the limit is reached."""
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 
+from tests.conftest import LOCAL_NETWORKS
 from tests.emulators.server import EmulatorServer
 from tests.scheduled_posts.videos import MB, VirtualFile, media_host, mp4_file, webm
+from tidings.fetch import Fetcher, FetchPolicy, parse_networks
 from tidings.scheduled_posts.duration import CHUNK
 from tidings.scheduled_posts.media_check import MAX_READ_BYTES, RangeReader, video_length
 
@@ -29,13 +30,15 @@ def host() -> Iterator[tuple[str, Counter[str]]]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        yield client
+async def http() -> AsyncIterator[Fetcher]:
+    # The fetcher's own deadline and budget are not what these tests measure: the reader's are.
+    policy = FetchPolicy(parse_networks(LOCAL_NETWORKS), deadline_seconds=None, max_bytes=None)
+    async with Fetcher(policy) as fetch:
+        yield fetch
 
 
 async def measured(
-    http: httpx.AsyncClient, host: tuple[str, Counter[str]], path: str
+    http: Fetcher, host: tuple[str, Counter[str]], path: str
 ) -> tuple[float | None, RangeReader, int]:
     """The length read from `path`, the reader (what it received) and the bytes the server
     sent for it meanwhile."""
@@ -48,7 +51,7 @@ async def measured(
 
 
 async def test_a_movie_box_at_the_start_takes_one_small_request(
-    http: httpx.AsyncClient, host: tuple[str, Counter[str]]
+    http: Fetcher, host: tuple[str, Counter[str]]
 ) -> None:
     seconds, reader, sent = await measured(http, host, "first.mp4")
     assert seconds == 42.0
@@ -56,7 +59,7 @@ async def test_a_movie_box_at_the_start_takes_one_small_request(
 
 
 async def test_a_movie_box_after_50_mb_of_media_is_reached_by_its_box_headers(
-    http: httpx.AsyncClient, host: tuple[str, Counter[str]]
+    http: Fetcher, host: tuple[str, Counter[str]]
 ) -> None:
     seconds, reader, sent = await measured(http, host, "last.mp4")
     assert seconds == 95.0
@@ -66,7 +69,7 @@ async def test_a_movie_box_after_50_mb_of_media_is_reached_by_its_box_headers(
 
 
 async def test_webm_info_is_read_from_the_start(
-    http: httpx.AsyncClient, host: tuple[str, Counter[str]]
+    http: Fetcher, host: tuple[str, Counter[str]]
 ) -> None:
     seconds, reader, sent = await measured(http, host, "clip.webm")
     assert seconds == 61.5
@@ -75,7 +78,7 @@ async def test_webm_info_is_read_from_the_start(
 
 
 async def test_a_server_ignoring_range_is_read_as_a_stream_as_far_as_needed(
-    http: httpx.AsyncClient, host: tuple[str, Counter[str]]
+    http: Fetcher, host: tuple[str, Counter[str]]
 ) -> None:
     seconds, reader, _ = await measured(http, host, "norange/first.mp4")
     assert seconds == 42.0
@@ -87,7 +90,7 @@ async def test_a_server_ignoring_range_is_read_as_a_stream_as_far_as_needed(
 
 
 async def test_a_server_ignoring_range_is_left_at_the_limit(
-    http: httpx.AsyncClient, host: tuple[str, Counter[str]]
+    http: Fetcher, host: tuple[str, Counter[str]]
 ) -> None:
     seconds, reader, _ = await measured(http, host, "norange/last.mp4")
     assert seconds is None  # unknown: no problem is made of it
@@ -97,7 +100,7 @@ async def test_a_server_ignoring_range_is_left_at_the_limit(
 
 
 async def test_a_request_limit_and_a_missing_file(
-    http: httpx.AsyncClient, host: tuple[str, Counter[str]]
+    http: Fetcher, host: tuple[str, Counter[str]]
 ) -> None:
     url, _ = host
     reader = RangeReader(http, f"{url}/last.mp4", max_requests=1)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import TEST_SECRET_KEY, run_apart
+from tests.conftest import LOCAL_NETWORKS, TEST_SECRET_KEY, run_apart
 from tests.emulators.server import EmulatorServer, free_port
 from tidings.app import create_app
 from tidings.auth import service as auth_service
@@ -59,6 +59,7 @@ def live(database_url: str, tmp_path: Path, live_settings: dict[str, Any]) -> It
         secret_key=TEST_SECRET_KEY,
         embedded_worker=True,
         public_url=f"http://127.0.0.1:{port}",
+        fetch_allowed_networks=LOCAL_NETWORKS,
         **live_settings,
     )
     with EmulatorServer(create_app(settings), port) as server:

@@ -170,6 +170,25 @@ def _authorize_route(request: Request, principal: Principal) -> None:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+async def principal_apart(
+    request: Request,
+    state: StateDep,
+    x_api_key: Annotated[str | None, Security(_signed_key)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    cookie: Annotated[str | None, Security(_cookie)],
+) -> Principal:
+    """The caller, authenticated as `CurrentPrincipal` does but in a short transaction of
+    its own, closed before the route runs: for routes that wait on the network, which must
+    not hold a database connection (or SQLite's write lock) meanwhile."""
+    async with state.db.transaction(write=False) as session:
+        return await current_principal(request, session, state, x_api_key, bearer, cookie)
+
+
+#: `CurrentPrincipal` for a route that opens its own short transactions (and takes no
+#: `SessionDep`).
+PrincipalApart = Annotated[Principal, Depends(principal_apart)]
+
+
 def require_session(principal: Principal) -> None:
     if principal.method is not AuthMethod.SESSION:
         raise Unauthorized("this endpoint needs a signed-in session")

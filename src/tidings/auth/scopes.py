@@ -46,9 +46,11 @@ ROUTE_SCOPES: Mapping[tuple[str, str], Scope | None] = {
     ("GET", "/auth/me"): None,
     ("PATCH", "/auth/me"): None,  # a person's own settings: keys are refused (401)
     ("POST", "/auth/logout"): None,  # ends a session: keys are refused (401)
+    ("POST", "/auth/password"): None,  # a person's own password: keys are refused (401)
     ("GET", _POSTS): Scope.POSTS_READ,
     ("POST", _POSTS): Scope.POSTS_WRITE,
-    ("POST", f"{_POSTS}/validate"): Scope.POSTS_READ,  # a dry run: nothing is stored
+    # A dry run stores nothing, but it fetches the media: it needs what creating a post does.
+    ("POST", f"{_POSTS}/validate"): Scope.POSTS_WRITE,
     ("GET", _POST): Scope.POSTS_READ,
     ("PATCH", _POST): Scope.POSTS_WRITE,
     ("DELETE", _POST): Scope.POSTS_WRITE,
@@ -59,7 +61,7 @@ ROUTE_SCOPES: Mapping[tuple[str, str], Scope | None] = {
     ("POST", f"{_POST}/targets/{{channel_id}}/resolve"): None,  # likewise
     ("POST", f"{_POST}/revert"): Scope.POSTS_WRITE,
     ("POST", f"{_POST}/cancel"): Scope.POSTS_WRITE,
-    ("GET", f"{_POST}/validation"): Scope.POSTS_READ,
+    ("GET", f"{_POST}/validation"): Scope.POSTS_WRITE,  # a dry run, as above
     ("GET", f"{_POST}/events"): Scope.POSTS_READ,
     ("GET", f"{_POST}/attempts"): Scope.POSTS_READ,
     ("GET", "/channels"): Scope.CHANNELS_READ,
@@ -78,7 +80,10 @@ ROUTE_SCOPES: Mapping[tuple[str, str], Scope | None] = {
     ("POST", "/api-keys"): None,
     ("DELETE", "/api-keys/{key_id}"): None,
     ("GET", "/members"): Scope.WORKSPACE_READ,
-    ("POST", "/members"): None,  # keys never manage people
+    ("GET", "/members/invitations"): None,  # keys never manage people
+    ("POST", "/members/invitations"): None,
+    ("DELETE", "/members/invitations/{invitation_id}"): None,
+    ("POST", "/members/{user_id}/password-reset"): None,
     ("PATCH", "/members/{user_id}"): None,
     ("DELETE", "/members/{user_id}"): None,
     ("GET", "/workspace"): Scope.WORKSPACE_READ,

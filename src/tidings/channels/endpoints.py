@@ -6,7 +6,7 @@ import httpx
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import RedirectResponse
 
-from tidings.auth.deps import CurrentPrincipal
+from tidings.auth.deps import CurrentPrincipal, PrincipalApart
 from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.channels.schemas import (
@@ -22,7 +22,7 @@ from tidings.channels.schemas import (
     PlatformAppOut,
     PlatformAppSet,
 )
-from tidings.db.session import READ_MOSTLY, WRITES, SessionDep, StateDep
+from tidings.db.session import WRITES, SessionDep, StateDep
 from tidings.errors import TidingsError
 from tidings.paging import MAX_PAGE, PageCursor, PageLimit
 from tidings.publishing.worker import platform_context
@@ -242,9 +242,9 @@ async def update_channel(
     return _out(channel)
 
 
-@router.post("/{channel_id}/check", response_model=ChannelCheck, openapi_extra=READ_MOSTLY)
+@router.post("/{channel_id}/check", response_model=ChannelCheck)
 async def check_channel(
-    channel_id: str, principal: CurrentPrincipal, session: SessionDep, state: StateDep
+    channel_id: str, principal: PrincipalApart, state: StateDep
 ) -> ChannelCheck:
     """Ask the platform now whether the channel can publish: its token works, it has the
     permissions, and (Instagram, Threads) its publishing quota has room. A token the
@@ -253,7 +253,7 @@ async def check_channel(
     context = platform_context(state.settings, state.db)
     try:
         channel, problems = await service.check_channel(
-            session, principal.workspace_id, channel_id, context, utcnow()
+            state.db, principal.workspace_id, channel_id, context, utcnow()
         )
     finally:
         await context.aclose()

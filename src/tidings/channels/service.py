@@ -1,5 +1,6 @@
 """Add, list and change a workspace's channels."""
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.auth.principal import AuthMethod, Principal
 from tidings.channels.models import Channel, ChannelStatus, PlatformApp
 from tidings.crypto import SecretBox
+from tidings.db.engine import Database
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.paging import MAX_PAGE, every_page, keyset, page_of
@@ -198,24 +200,43 @@ def facts(channel: Channel | ChannelRow) -> ChannelFacts:
 
 
 async def check_channel(
-    session: AsyncSession,
+    db: Database,
     workspace_id: str,
     channel_id: str,
     context: PlatformContext,
     now: datetime,
 ) -> tuple[Channel, list[Problem]]:
     """The platform's live answer about a channel; a refused token (a recognised auth
-    error, never a timeout or a 5xx) marks it NEEDS_RECONNECT."""
+    error, never a timeout or a 5xx) marks it NEEDS_RECONNECT.
+
+    It waits on the platform, so it owns its transactions (unlike the other use cases here)
+    and none is open while it waits: read the channel, close, ask, then write what changed."""
     from tidings.platforms import get_platform
 
-    channel = await get_channel(session, workspace_id, channel_id)
-    platform = get_platform(channel.platform)
-    ask = getattr(platform, "live_problems", None)
-    problems: list[Problem] = await ask(context, facts(channel)) if ask is not None else []
-    if any(p.rule.endswith(".token") for p in problems):
-        channel.status = ChannelStatus.NEEDS_RECONNECT
-        channel.updated_at = now
-        await session.flush()
+    async with db.transaction(write=False) as session:
+        found = facts(await get_channel(session, workspace_id, channel_id))
+    ask = getattr(get_platform(found.platform), "live_problems", None)
+    problems: list[Problem] = []
+    # Each call has its timeout; the check as a whole has this one (a few calls at most).
+    waited = 2 * context.endpoints.http_timeout
+    try:
+        async with asyncio.timeout(waited):
+            problems = await ask(context, found) if ask is not None else []
+    except TimeoutError:
+        problems = [
+            Problem(
+                found.id,
+                f"{found.platform}.unreachable",
+                f"{found.platform} did not answer within {waited:g} s; try again later",
+            )
+        ]
+    refused = any(p.rule.endswith(".token") for p in problems)
+    async with db.transaction(write=refused) as session:
+        channel = await get_channel(session, workspace_id, channel_id)
+        if refused:
+            channel.status = ChannelStatus.NEEDS_RECONNECT
+            channel.updated_at = now
+            await session.flush()
     return channel, problems
 
 

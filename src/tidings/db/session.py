@@ -10,9 +10,10 @@ from tidings.db.engine import Operation
 from tidings.state import AppState
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: `openapi_extra` of a POST route that waits on the network and writes little or nothing
-#: (a dry run, a live check): its transaction starts as a reader, so on SQLite it does not
-#: hold the write lock (and every writer behind it) while it waits.
+#: `openapi_extra` of a POST route that writes little or nothing (the composer's check): its
+#: transaction starts as a reader, so on SQLite it does not hold the write lock (and every
+#: writer behind it). A route that waits on the network takes no `SessionDep` at all (see
+#: `PrincipalApart`): it opens short transactions of its own around the wait.
 READ_MOSTLY = {"x-read-mostly": True}
 #: `openapi_extra` of a GET route that writes (an OAuth callback: the browser comes back
 #: with a GET).

@@ -12,6 +12,7 @@ import httpx
 
 from tidings.crypto import SecretBox
 from tidings.db.engine import Database
+from tidings.fetch import FetchPolicy
 from tidings.publishing.states import ErrorKind
 
 
@@ -224,11 +225,19 @@ class PlatformContext:
     stored tokens, and one HTTP client shared by the calls of a process."""
 
     def __init__(
-        self, db: Database, *, endpoints: Endpoints | None = None, box: SecretBox | None = None
+        self,
+        db: Database,
+        *,
+        endpoints: Endpoints | None = None,
+        box: SecretBox | None = None,
+        fetch: FetchPolicy | None = None,
     ) -> None:
         self.db = db
         self.endpoints = endpoints or Endpoints()
         self.box = box
+        #: How a connector fetches a URL a user supplied (a video to upload): never with
+        #: `http`, which is for the platform's own API.
+        self.fetch = fetch or FetchPolicy()
         self._http: httpx.AsyncClient | None = None
         self._locks: dict[str, asyncio.Lock] = {}
 

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from tidings.fetch import Fetcher, ForbiddenAddress
 from tidings.platforms import graph
 from tidings.platforms.base import (
     MB,
@@ -625,11 +626,17 @@ class TikTokPlatform:
         body: dict[str, Any],
         intent: dict[str, Any],
     ) -> dict[str, Any]:
-        """Stream the video from its URL to TikTok in parts; returns the stored state."""
+        """Stream the video from its URL to TikTok in parts; returns the stored state.
+
+        The URL is the user's: it is fetched through the guarded fetcher, and one it refuses
+        fails the target for good (`MEDIA_FORBIDDEN`) before TikTok is asked anything. The
+        fetch has no deadline or byte budget of its own: the worker's call timeout bounds
+        the whole upload, and the bytes are the size the server announced."""
         ctx, url = api.ctx, request.content.media[0].url
         post_id, channel_id = request.post_id, request.channel.id
+        policy = replace(ctx.fetch, deadline_seconds=None, max_bytes=None)
         try:
-            async with ctx.http.stream("GET", url, follow_redirects=True) as media:
+            async with Fetcher(policy) as fetch, fetch.stream("GET", url) as media:
                 if media.status_code >= 400:
                     raise PublishFailure(
                         ErrorKind.TRANSIENT,
@@ -663,6 +670,10 @@ class TikTokPlatform:
                     await self._put(
                         api, str(data["upload_url"]), pieces, first, last, size, content_type, final
                     )
+        except ForbiddenAddress as exc:
+            raise PublishFailure(
+                ErrorKind.PERMANENT, "MEDIA_FORBIDDEN", f"{url} is not fetched: {exc.reason}"
+            ) from exc
         except httpx.HTTPError as exc:
             raise PublishFailure(
                 ErrorKind.TRANSIENT,
@@ -837,7 +848,8 @@ class TikTokPlatform:
         if longest and post.media and not is_photo_post(post):
             from tidings.scheduled_posts.media_check import video_length  # (it imports us)
 
-            seconds = await video_length(ctx.http, post.media[0].url)
+            async with Fetcher(ctx.fetch) as fetch:
+                seconds = await video_length(fetch, post.media[0].url)
             if seconds is not None and seconds > longest:
                 problems.add(
                     "video_too_long_for_creator",

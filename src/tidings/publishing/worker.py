@@ -155,6 +155,7 @@ def platform_context(settings: Settings, db: Database) -> PlatformContext:
             tiktok_chunk_bytes=settings.tiktok_chunk_bytes,
         ),
         box=SecretBox(settings.resolved_secret_key),
+        fetch=settings.fetch_policy,
     )
 
 

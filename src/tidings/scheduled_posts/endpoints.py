@@ -1,17 +1,18 @@
 """HTTP routes of /scheduled-posts: parse, authorise, call the service, shape the response."""
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tidings.auth.deps import CurrentPrincipal
-from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
-from tidings.errors import RequestShapeError
+from tidings.auth.deps import CurrentPrincipal, PrincipalApart
+from tidings.auth.principal import Principal
+from tidings.db.session import SessionDep, StateDep
+from tidings.errors import RequestShapeError, ServiceUnavailable, TooManyRequests
+from tidings.fetch import AtCapacity, OverRate
 from tidings.paging import MAX_PAGE, PageCursor, PageLimit
 from tidings.publishing.worker import platform_context
-from tidings.scheduled_posts import media_check, service
+from tidings.scheduled_posts import service
 from tidings.scheduled_posts.lifecycle import Action, PostStatus
 from tidings.scheduled_posts.models import ScheduledPost
 from tidings.scheduled_posts.schemas import (
@@ -32,10 +33,19 @@ from tidings.scheduled_posts.schemas import (
     ValidationProblem,
 )
 from tidings.scheduled_posts.service import ActionRequest, PostFilter
+from tidings.schemas import MessageBody
 from tidings.state import AppState
 from tidings.timefmt import utcnow
 
 router = APIRouter(prefix="/scheduled-posts", tags=["scheduled posts"])
+#: What a dry run may answer besides the usual errors: it fetches, so it is bounded.
+BOUNDED: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": MessageBody,
+        "description": "Too many dry runs from the workspace (Retry-After)",
+    },
+    503: {"model": MessageBody, "description": "Too many at once, or too slow (Retry-After)"},
+}
 
 
 def to_document(post: ScheduledPost) -> ScheduledPostOut:
@@ -112,18 +122,14 @@ async def create_scheduled_post(
     return to_document(await service.create_post(session, principal, body, utcnow()))
 
 
-@router.post("/validate", response_model=ValidationOut, openapi_extra=READ_MOSTLY)
+@router.post("/validate", response_model=ValidationOut, responses=BOUNDED)
 async def validate_scheduled_post(
-    body: ScheduledPostCreate,
-    principal: CurrentPrincipal,
-    session: SessionDep,
-    state: StateDep,
-    live: bool = False,
+    body: ScheduledPostCreate, principal: PrincipalApart, state: StateDep, live: bool = False
 ) -> ValidationOut:
     """A dry run of a post (the body of a create): every problem publishing would meet, at
     once, including its media as their servers describe them; `?live=true` also asks each
     platform (its quota, the token). Nothing is stored."""
-    return await _dry_run(session, state, principal.workspace_id, body, live)
+    return await _dry_run(state, principal, body, live)
 
 
 @router.get("", response_model=ScheduledPostPage)
@@ -272,31 +278,43 @@ async def cancel(
     return await _act(session, principal, post_id, request)
 
 
-@router.get("/{post_id}/validation", response_model=ValidationOut)
+@router.get("/{post_id}/validation", response_model=ValidationOut, responses=BOUNDED)
 async def validation_of_scheduled_post(
-    post_id: str,
-    principal: CurrentPrincipal,
-    session: SessionDep,
-    state: StateDep,
-    live: bool = False,
+    post_id: str, principal: PrincipalApart, state: StateDep, live: bool = False
 ) -> ValidationOut:
     """The dry run of a stored post, as `POST /scheduled-posts/validate`."""
-    return await _dry_run(session, state, principal.workspace_id, post_id, live)
+    return await _dry_run(state, principal, post_id, live)
 
 
 async def _dry_run(
-    session: AsyncSession,
-    state: AppState,
-    workspace_id: str,
-    post: ScheduledPostCreate | str,
-    live: bool,
+    state: AppState, principal: Principal, post: ScheduledPostCreate | str, live: bool
 ) -> ValidationOut:
-    context = platform_context(state.settings, state.db) if live else None
+    """Read in a short transaction, close it, then fetch: waiting on a server (a slow one,
+    or one that drips on purpose) holds no connection, so no workspace can stall another.
+    Bounded per workspace (429), per process (503) and in time (503)."""
+    service.authorize_dry_run(principal)
+    settings, gate = state.settings, state.fetch_gate
     try:
-        async with httpx.AsyncClient(timeout=media_check.TIMEOUT) as http:
+        gate.admit(principal.workspace_id)
+    except OverRate as exc:
+        message = f"too many dry runs: {exc.message}"
+        raise TooManyRequests(message, retry_after=exc.retry_after) from None
+    context = platform_context(settings, state.db) if live else None
+    deadline = settings.dry_run_deadline_seconds
+    try:
+        async with gate.slot(), asyncio.timeout(deadline):
+            async with state.db.transaction(write=False) as session:
+                plan = await service.dry_run_plan(session, principal.workspace_id, post)
+            # The transaction is closed: what follows waits on the network holding nothing.
             problems = await service.dry_run(
-                session, workspace_id, post, utcnow(), http=http, live=context
+                plan, utcnow(), fetch=settings.fetch_policy, live=context
             )
+    except AtCapacity as exc:
+        raise ServiceUnavailable(f"dry runs are busy: {exc.message}", retry_after=1) from None
+    except TimeoutError:
+        raise ServiceUnavailable(
+            f"the dry run took longer than {deadline:g} s; try again later", retry_after=5
+        ) from None
     finally:
         if context is not None:
             await context.aclose()

@@ -11,6 +11,9 @@ has the last word.
 
 Only the dry run fetches (`POST /scheduled-posts/validate`, `GET /scheduled-posts/{id}/
 validation`): submitting and approving run the pure rules, without waiting on the network.
+Every URL is fetched through the guarded fetcher (`tidings.fetch`), one `Fetcher` per media
+item (its probe and its length share one deadline and one byte budget); a URL it refuses is
+`media.forbidden_address`, and is never asked anything.
 """
 
 import asyncio
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from tidings.fetch import Fetcher, FetchPolicy, ForbiddenAddress
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
     MB,
@@ -32,11 +36,12 @@ from tidings.platforms.base import (
 )
 from tidings.scheduled_posts.duration import Read, Walk, video_seconds
 
-TIMEOUT = 5.0
 #: What reading one video's length may cost at most: bytes received, requests, seconds.
 MAX_READ_BYTES = 4 * MB
 MAX_READS = 16
 READ_FOR = 10.0
+#: Media items of one dry run fetched at once (a carousel has up to 35).
+AT_ONCE = 6
 
 
 @dataclass(frozen=True)
@@ -49,13 +54,25 @@ class Probe:
     size: int | None = None
     error: str | None = None
     seconds: float | None = None
+    #: Why the guarded fetcher refused the URL (then nothing was sent to it).
+    refused: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.refused is None
 
 
-async def probe(http: httpx.AsyncClient, url: str) -> Probe:
+async def probe(fetch: Fetcher, url: str) -> Probe:
+    """What `url` says it is, from the headers of a HEAD (or of a one-byte ranged GET where
+    HEAD is refused); no body is read."""
     try:
-        response = await http.head(url, follow_redirects=True)
+        async with fetch.stream("HEAD", url) as response:
+            pass
         if response.status_code in (403, 405, 501):  # some hosts refuse HEAD
-            response = await http.get(url, headers={"Range": "bytes=0-0"}, follow_redirects=True)
+            async with fetch.stream("GET", url, headers={"Range": "bytes=0-0"}) as response:
+                pass
+    except ForbiddenAddress as exc:
+        return Probe(url, refused=exc.reason)
     except httpx.HTTPError as exc:
         return Probe(url, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
     if response.status_code >= 400:
@@ -80,13 +97,13 @@ class RangeReader:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        fetch: Fetcher,
         url: str,
         *,
         max_bytes: int = MAX_READ_BYTES,
         max_requests: int = MAX_READS,
     ) -> None:
-        self.http, self.url = http, url
+        self.fetch, self.url = fetch, url
         self.max_bytes, self.max_requests = max_bytes, max_requests
         self.bytes_read = 0
         self.requests = 0
@@ -101,12 +118,11 @@ class RangeReader:
         if self.requests > self.max_requests:
             raise Unreadable(f"more than {self.max_requests} requests")
         last = read.offset + read.length - 1
-        request = self.http.build_request(
+        response = await self.fetch.send(
             "GET",
             self.url,
             headers={"Range": f"bytes={read.offset}-{last}", "Accept-Encoding": "identity"},
         )
-        response = await self.http.send(request, stream=True, follow_redirects=True)
         if response.status_code == 200:  # Range ignored: this is the whole file
             self._whole, self._chunks = response, response.aiter_bytes()
             return await self._from_stream(read)
@@ -155,11 +171,11 @@ class RangeReader:
 
 
 async def video_length(
-    http: httpx.AsyncClient, url: str, size: int | None = None, *, reader: RangeReader | None = None
+    fetch: Fetcher, url: str, size: int | None = None, *, reader: RangeReader | None = None
 ) -> float | None:
     """The length in seconds of the video at `url` (of `size` bytes, when known), or None
     when it cannot be read within the limits."""
-    reader = reader or RangeReader(http, url)
+    reader = reader or RangeReader(fetch, url)
     walk = video_seconds(size)
     try:
         async with asyncio.timeout(READ_FOR):
@@ -199,7 +215,7 @@ async def media_problems(
     post: PostContent,
     targets: Sequence[TargetContent],
     channels: Mapping[str, ChannelFacts],
-    http: httpx.AsyncClient,
+    fetch: FetchPolicy,
 ) -> list[Problem]:
     """Every media item fetched once; each unreachable one is one problem, and each one a
     target's platform would refuse is one problem for that target."""
@@ -212,9 +228,24 @@ async def media_problems(
     timed = any(
         _bounds_length(limit_for(limits, post.type, "video")[1]) for *_, limits in platforms
     )
-    probes = await asyncio.gather(*(_probe(http, item, timed) for item in post.media))
+    turns = asyncio.Semaphore(AT_ONCE)
+
+    async def probed(item: MediaItem) -> Probe:
+        async with turns:
+            return await _probe(fetch, item, timed)
+
+    probes = await asyncio.gather(*(probed(item) for item in post.media))
     problems: list[Problem] = []
     for item, found in zip(post.media, probes, strict=True):
+        if found.refused is not None:
+            problems.append(
+                Problem(
+                    None,
+                    "media.forbidden_address",
+                    f"media {item.url} is not fetched: {found.refused}",
+                )
+            )
+            continue
         if found.error is not None:
             problems.append(
                 Problem(
@@ -227,12 +258,13 @@ async def media_problems(
     return problems
 
 
-async def _probe(http: httpx.AsyncClient, item: MediaItem, timed: bool) -> Probe:
+async def _probe(policy: FetchPolicy, item: MediaItem, timed: bool) -> Probe:
     """The probe of one media item, with a video's length when some platform bounds it."""
-    found = await probe(http, item.url)
-    if timed and found.error is None and _kind(item, found) == "video":
-        seconds = await video_length(http, item.url, found.size)
-        found = Probe(found.url, found.content_type, found.size, seconds=seconds)
+    async with Fetcher(policy) as fetch:
+        found = await probe(fetch, item.url)
+        if timed and found.ok and _kind(item, found) == "video":
+            seconds = await video_length(fetch, item.url, found.size)
+            found = Probe(found.url, found.content_type, found.size, seconds=seconds)
     return found
 
 

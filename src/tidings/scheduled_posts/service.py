@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -13,10 +12,12 @@ from sqlalchemy.orm import selectinload
 from tidings.auth.principal import Principal
 from tidings.channels.service import channels_by_id, facts
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestShapeError
+from tidings.fetch import FetchPolicy
 from tidings.ids import new_id
 from tidings.paging import keyset, page_of
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
+    ChannelFacts,
     PlatformContext,
     PostContent,
     Problem,
@@ -34,7 +35,7 @@ from tidings.publishing.service import (
 )
 from tidings.publishing.states import TargetStatus
 from tidings.scheduled_posts import lifecycle
-from tidings.scheduled_posts.lifecycle import Action, PostStatus
+from tidings.scheduled_posts.lifecycle import Action, Actor, PostStatus
 from tidings.scheduled_posts.media_check import media_problems
 from tidings.scheduled_posts.models import PostEvent, ScheduledPost, Target
 from tidings.scheduled_posts.rows import PostRow
@@ -595,19 +596,34 @@ async def resolve_target(
 _NOT_APPROVED = frozenset({PostStatus.DRAFT, PostStatus.WAITING_FOR_APPROVAL, PostStatus.REJECTED})
 
 
-async def dry_run(
-    session: AsyncSession,
-    workspace_id: str,
-    post: ScheduledPostCreate | str,
-    now: datetime,
-    *,
-    http: httpx.AsyncClient,
-    live: PlatformContext | None = None,
-) -> list[Problem]:
-    """Every problem publishing would meet, for a body not stored (`POST .../validate`) or
-    a stored post (`GET .../{id}/validation`), without writing anything: the publish rules,
-    the media as the servers describe them, and with `live`, what each platform says now
-    (its quota, the token)."""
+def authorize_dry_run(principal: Principal) -> None:
+    """A dry run fetches what the post names, so it takes the right to create posts (a
+    viewer or a reviewer gets 403)."""
+    if Action.CREATE in lifecycle.PERMISSIONS[principal.actor]:
+        return
+    who = [a.value for a in lifecycle.allowed_actors(Action.CREATE) if a is not Actor.API_KEY]
+    raise Forbidden(
+        f"role {principal.actor.value} cannot dry-run posts (a dry run fetches their media); "
+        f"role {', '.join(who)} can"
+    )
+
+
+@dataclass(frozen=True)
+class DryRunPlan:
+    """What a dry run needs from the database, read before anything is fetched: the post as
+    the rules see it, its channels, and whether its time must still be in the future."""
+
+    content: PostContent
+    targets: list[TargetContent]
+    channels: dict[str, ChannelFacts]
+    require_future: bool
+
+
+async def dry_run_plan(
+    session: AsyncSession, workspace_id: str, post: ScheduledPostCreate | str
+) -> DryRunPlan:
+    """Read what the dry run of a body not stored (`POST .../validate`) or of a stored post
+    (`GET .../{id}/validation`) needs; nothing else is done in the transaction."""
     if isinstance(post, str):
         stored = await get_post(session, workspace_id, post)
         content, targets = content_of(stored)
@@ -619,22 +635,38 @@ async def dry_run(
         # A post not yet approved must still be in the future when it is; one already
         # scheduled or published is checked for what it is, not when.
         require_future = stored.scheduled_for is not None and stored.status in _NOT_APPROVED
-    else:
-        content = PostContent(
-            type=post.type,
-            media=media_items(_media_json(post)),
-            media_type=post.mediaType,
-            scheduled_for=post.scheduledFor,
-        )
-        targets = [
-            TargetContent(cid, entry.caption, entry.firstComment, dict(entry.options or {}))
-            for cid, entry in post.channels.items()
-        ]
-        found = await channels_by_id(session, workspace_id, list(post.channels))
-        channels = {cid: facts(channel) for cid, channel in found.items()}
-        require_future = post.scheduledFor is not None
-    problems = validate_for_publish(content, targets, channels, now, require_future=require_future)
-    problems.extend(await media_problems(content, targets, channels, http))
+        return DryRunPlan(content, list(targets), channels, require_future)
+    content = PostContent(
+        type=post.type,
+        media=media_items(_media_json(post)),
+        media_type=post.mediaType,
+        scheduled_for=post.scheduledFor,
+    )
+    targets = [
+        TargetContent(cid, entry.caption, entry.firstComment, dict(entry.options or {}))
+        for cid, entry in post.channels.items()
+    ]
+    found = await channels_by_id(session, workspace_id, list(post.channels))
+    channels = {cid: facts(channel) for cid, channel in found.items()}
+    return DryRunPlan(content, targets, channels, post.scheduledFor is not None)
+
+
+async def dry_run(
+    plan: DryRunPlan,
+    now: datetime,
+    *,
+    fetch: FetchPolicy,
+    live: PlatformContext | None = None,
+) -> list[Problem]:
+    """Every problem publishing would meet, without writing anything: the publish rules, the
+    media as the servers describe them (fetched through the guarded fetcher), and with
+    `live`, what each platform says now (its quota, the token). Takes no session: it waits on
+    the network, and no transaction may be open meanwhile."""
+    content, targets, channels = plan.content, plan.targets, plan.channels
+    problems = validate_for_publish(
+        content, targets, channels, now, require_future=plan.require_future
+    )
+    problems.extend(await media_problems(content, targets, channels, fetch))
     if live is not None:
         for target in targets:
             channel = channels.get(target.channel_id)

@@ -10,14 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tidings.auth.principal import Principal
 from tidings.channels import connect, service
 from tidings.channels.models import Channel, ChannelStatus
-from tidings.db.session import READ_MOSTLY, SessionDep, StateDep
+from tidings.db.session import SessionDep, StateDep
 from tidings.errors import Conflict, TidingsError
 from tidings.paging import MAX_PAGE
 from tidings.publishing.worker import platform_context
 from tidings.sandbox import service as sandbox_service
 from tidings.sandbox.models import SandboxPost
 from tidings.timefmt import utcnow
-from tidings.web.deps import CurrentViewer, Viewer, checked_form, viewer_of
+from tidings.web.deps import CurrentViewer, Viewer, ViewerApart, checked_form, viewer_of
 from tidings.web.render import redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -94,13 +94,9 @@ async def add_sandbox_channel(
     return redirect(f"/app/channels/{channel.id}", f"Sandbox channel “{channel.name}” added.")
 
 
-@router.post("/app/channels/{channel_id}/check", openapi_extra=READ_MOSTLY)
+@router.post("/app/channels/{channel_id}/check")
 async def check_channel(
-    channel_id: str,
-    request: Request,
-    viewer: CurrentViewer,
-    session: SessionDep,
-    state: StateDep,
+    channel_id: str, request: Request, viewer: ViewerApart, state: StateDep
 ) -> Response:
     """Ask the platform now whether the channel can publish (as POST /channels/{id}/check)."""
     form = await checked_form(request, viewer)
@@ -109,7 +105,7 @@ async def check_channel(
     context = platform_context(state.settings, state.db)
     try:
         channel, problems = await service.check_channel(
-            session, viewer.workspace_id, channel_id, context, utcnow()
+            state.db, viewer.workspace_id, channel_id, context, utcnow()
         )
     finally:
         await context.aclose()

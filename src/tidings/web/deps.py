@@ -13,7 +13,7 @@ from tidings.auth import service
 from tidings.auth.deps import CSRF_HEADER, SESSION_COOKIE
 from tidings.auth.models import User
 from tidings.auth.principal import Principal
-from tidings.db.session import SessionDep
+from tidings.db.session import SessionDep, StateDep
 from tidings.scheduled_posts.lifecycle import PERMISSIONS, Action, Actor
 from tidings.timefmt import utcnow
 from tidings.workspaces.models import Workspace
@@ -94,6 +94,16 @@ async def viewer_of(
 
 
 CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
+
+
+async def viewer_apart(request: Request, state: StateDep) -> Viewer:
+    """The signed-in person, as `CurrentViewer`, read in a short transaction of its own: for
+    pages that wait on the network and must hold no connection meanwhile."""
+    async with state.db.transaction(write=False) as session:
+        return await current_viewer(request, session)
+
+
+ViewerApart = Annotated[Viewer, Depends(viewer_apart)]
 
 
 async def checked_form(request: Request, viewer: Viewer) -> FormData:

@@ -181,7 +181,7 @@ async def signin(
             status_code=exc.status_code if isinstance(exc, TooManyRequests) else 401,
             **again,
         )
-        page.headers.update(exc.headers or {})
+        page.headers.update(exc.headers())
         return page
     return _signed_in(redirect(_safe_next(next)), new.token, state)
 
