@@ -26,6 +26,7 @@ from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.db.session import StateDep
 from tidings.errors import RequestShapeError, TidingsError
+from tidings.headers import SecurityHeaders, install_docs
 from tidings.publishing.health import engine_report
 from tidings.publishing.worker import Worker, engine_config, platform_context
 from tidings.sandbox.endpoints import router as sandbox_router
@@ -158,7 +159,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(refuse_nul_in_url)],
+        # Served by install_docs, with the nonce their policy asks for.
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(SecurityHeaders)
+    install_docs(app, title=app.title)
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(channels_router)
