@@ -60,3 +60,9 @@ def test_worker_lease_and_call_timeout_reach_the_engine(tmp_path: Path) -> None:
 def test_a_lease_shorter_than_the_call_timeout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="LEASE_SECONDS must be longer"):
         Settings(data_dir=tmp_path, worker_lease_seconds=5, worker_call_timeout_seconds=5)
+
+
+def test_a_short_metrics_token_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_METRICS_TOKEN must be at least 16"):
+        Settings(data_dir=tmp_path, metrics_token="short")
+    assert Settings(data_dir=tmp_path, metrics_token="x" * 16).metrics_token is not None

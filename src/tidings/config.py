@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
         description="postgresql://… or sqlite:///…; SQLite in the data directory when unset.",
     )
     secret_key: SecretStr | None = None
+    # A Bearer token that reads /metrics without a person or an API key (a scraper's).
+    metrics_token: SecretStr | None = None
     session_ttl_minutes: int = Field(default=12 * 60, ge=1)
     # The signed-request clock window: server_time - x_date must be within [-skew, +max_age].
     signature_max_future_seconds: float = 5.0
@@ -85,6 +88,15 @@ class Settings(BaseSettings):
                     "TIDINGS_SECRET_KEY must be set to at least "
                     f"{MIN_SECRET_KEY_LENGTH} characters in production mode"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_token_is_long_enough(self) -> "Settings":
+        token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        if token is not None and len(token) < MIN_METRICS_TOKEN_LENGTH:
+            raise ValueError(
+                f"TIDINGS_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters"
+            )
         return self
 
     @model_validator(mode="after")

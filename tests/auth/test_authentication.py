@@ -369,7 +369,6 @@ PUBLIC_PATHS = {
     "/docs/oauth2-redirect",
     "/redoc",
     "/health",
-    "/metrics",
     "/auth/login",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -453,7 +452,6 @@ async def test_public_endpoints_need_no_credentials(client: httpx.AsyncClient) -
     health = await client.get("/health")
     assert health.status_code == 503
     assert health.json()["database"] == "ok"
-    assert (await client.get("/metrics")).status_code == 200
     assert (await client.get("/openapi.json")).status_code == 200
 
 
