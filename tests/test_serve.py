@@ -195,12 +195,18 @@ def _postgres_tables(url: str) -> set[str]:
 @pytest.mark.parametrize("fresh_database", ["sqlite", "postgresql"], indirect=True)
 def test_serve_migrates_a_fresh_database(fresh_database: str | None, tmp_path: Path) -> None:
     data = tmp_path / "fresh-data"
-    # Embedded mode with nothing configured, except the database on PostgreSQL.
-    env = serve_env(fresh_database, data, secret_key=False)
+    # Embedded mode with nothing configured, except the database (and so the key, which
+    # every machine sharing it must know) on PostgreSQL.
+    env = serve_env(fresh_database, data, secret_key=fresh_database is not None)
     with tidings_serve(env, tmp_path) as server:
         server.wait_until_healthy()
         r = httpx.get(f"{server.base_url}/scheduled-posts", timeout=10)
         assert r.status_code == 401  # reached authentication: the key table exists
+        if fresh_database is None:
+            # Only its owner may read the database, and what SQLite keeps beside it.
+            assert stat.S_IMODE(data.stat().st_mode) == 0o700
+            for name in ("tidings.db", "tidings.db-wal", "tidings.db-shm", "secret_key"):
+                assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
         assert_graceful_stop(server)
     if fresh_database is None:
         with sqlite3.connect(data / "tidings.db") as conn:
@@ -209,7 +215,9 @@ def test_serve_migrates_a_fresh_database(fresh_database: str | None, tmp_path: P
     else:
         tables = _postgres_tables(fresh_database)
         assert not (data / "tidings.db").exists()
+        assert not (data / "secret_key").exists()  # the configured key is used
     assert tables >= TABLES
-    secret_file = data / "secret_key"
-    assert secret_file.is_file()
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    if fresh_database is None:
+        secret_file = data / "secret_key"
+        assert secret_file.is_file()
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600

@@ -43,10 +43,23 @@ T = TypeVar("T")
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as exc:
-        _fail(f"invalid configuration: {exc}", as_json=False)
-        raise  # unreachable: _fail exits
+        _fail(f"invalid configuration: {_first_error(exc)}", as_json=False)
+    settings.secure_data_dir()
+    return settings
+
+
+def _first_error(exc: ValueError) -> str:
+    """A settings error on one line: pydantic's first message, without its own framing."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error["loc"])
+        return f"TIDINGS_{where.upper()}: {message}" if where else message
+    return str(exc).splitlines()[0]
 
 
 def _fail(message: str, *, as_json: bool) -> NoReturn:
