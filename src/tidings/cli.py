@@ -14,7 +14,7 @@ from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.db import migrate as migrations
 from tidings.db.engine import Database
-from tidings.errors import TidingsError
+from tidings.errors import Conflict, TidingsError
 from tidings.platforms.store import Credentials
 from tidings.timefmt import format_instant, utcnow
 from tidings.workspaces import service as workspace_service
@@ -35,6 +35,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
 app.add_typer(apps_app, name="apps")
+secrets_app = typer.Typer(
+    help="Rotate the secret key that seals secrets at rest.", no_args_is_help=True
+)
+app.add_typer(secrets_app, name="secrets")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id (ws_…).")]
@@ -366,6 +370,107 @@ def apps_set(
 
     result = _run(work, as_json=as_json)
     _emit(result, as_json, f"set the {result['platform']} app of {result['workspace']}")
+
+
+BatchOpt = Annotated[int, typer.Option(min=1, max=10_000, help="Rows re-sealed per transaction.")]
+
+
+async def _drop_old_keys(
+    settings: Settings, keys: list[str], db: Database, batch_size: int
+) -> dict[str, Any]:
+    """Keep only the newest key, once nothing needs an older one (checked first)."""
+    from tidings.rotation import survey, write_key_ring
+
+    found = (await survey(db, SecretBox(",".join(keys)), batch_size=batch_size)).total()
+    if found.older:
+        raise Conflict(
+            f"{found.older} secrets are still sealed under an older key: run "
+            "`tidings secrets rotate` first (with every process restarted on the new key)"
+        )
+    if settings.secret_key is None:
+        write_key_ring(settings.secret_key_file, keys[:1])
+        return {"dropped": len(keys) - 1, "keys": 1}
+    # The ring is the operator's environment variable: they drop the keys from it.
+    return {"dropped": 0, "keys": len(keys), "keepOnly": "the first key of TIDINGS_SECRET_KEY"}
+
+
+def _with_database(
+    settings: Settings, work: Callable[[Database], Awaitable[T]], *, as_json: bool
+) -> T:
+    """Run `work` on the migrated database (its own transactions), errors as one line."""
+    url = settings.resolved_database_url
+    migrations.upgrade(url)
+
+    async def main() -> T:
+        db = Database.connect(url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except TidingsError as exc:
+        _fail(exc.message, as_json=as_json)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    drop_old: Annotated[
+        bool, typer.Option("--drop-old", help="Then drop the older keys from the key file.")
+    ] = False,
+    batch_size: BatchOpt = 500,
+    as_json: JsonFlag = False,
+) -> None:
+    """Seal every secret again under the newest key: a new one added to the data directory's
+    key file, or the first of TIDINGS_SECRET_KEY. Older keys keep opening until dropped."""
+    import secrets as random
+
+    from tidings.config import split_keys
+    from tidings.rotation import reseal_all, write_key_ring
+
+    settings = _settings()
+    keys = split_keys(settings.resolved_secret_key)
+    if settings.secret_key is None:
+        keys = [random.token_urlsafe(48), *keys]
+        write_key_ring(settings.secret_key_file, keys)
+
+    async def work(db: Database) -> dict[str, Any]:
+        report = await reseal_all(db, SecretBox(",".join(keys)), batch_size=batch_size)
+        result: dict[str, Any] = {"newKey": settings.secret_key is None, **report.as_dict()}
+        if drop_old:
+            result["drop"] = await _drop_old_keys(settings, keys, db, batch_size)
+        return result
+
+    result = _with_database(settings, work, as_json=as_json)
+    total = result["total"]
+    human = (
+        f"re-sealed {total['resealed']} secrets under the newest key ({total['current']} were "
+        f"already, {total['changed']} changed meanwhile, {total['unreadable']} open under no key)"
+    )
+    if drop_old:
+        human += f"; dropped {result['drop']['dropped']} older keys"
+    _emit(result, as_json, human)
+
+
+@secrets_app.command("drop-old")
+def secrets_drop_old(batch_size: BatchOpt = 500, as_json: JsonFlag = False) -> None:
+    """Drop every key but the newest from the data directory's key file, once no secret is
+    sealed under an older one (with TIDINGS_SECRET_KEY, say whether its first key suffices)."""
+    from tidings.config import split_keys
+
+    settings = _settings()
+    keys = split_keys(settings.resolved_secret_key)
+
+    async def work(db: Database) -> dict[str, Any]:
+        return await _drop_old_keys(settings, keys, db, batch_size)
+
+    result = _with_database(settings, work, as_json=as_json)
+    if "keepOnly" in result:
+        human = "every secret opens with the first key: TIDINGS_SECRET_KEY can hold it alone"
+    else:
+        human = f"dropped {result['dropped']} older keys"
+    _emit(result, as_json, human)
 
 
 def main() -> None:
