@@ -124,3 +124,22 @@ async def test_every_page_has_a_nonce_that_all_its_scripts_carry(
             assert not INLINE_HANDLER.search(response.text), path
             assert NONCE.search(response.headers["content-security-policy"]), path
     assert len(seen) == full_pages >= len(paths)  # each page had a nonce of its own
+
+
+async def test_an_unexpected_error_has_the_headers_too(app: FastAPI) -> None:
+    # A route of the test's own that fails: the last-resort answer, page and JSON alike.
+    async def fail() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/app/fails", fail)
+    app.add_api_route("/fails", fail)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        page = await client.get("/app/fails")
+        api = await client.get("/fails")
+    assert page.status_code == api.status_code == 500
+    assert "Something went wrong on our side." in page.text
+    page_nonce(page)
+    assert api.json() == {"message": "internal error"}
+    assert_common(api)
+    assert api.headers["content-security-policy"] == OTHER_POLICY

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from tidings import __version__
 from tidings.auth.deps import SESSION_COOKIE, current_principal
@@ -171,6 +172,14 @@ async def metrics_reader(
     authorize_metrics(principal)
 
 
+class TidingsAPI(FastAPI):
+    """FastAPI with the security headers outside everything else, so that even the answer
+    to an unexpected error (rendered by the outermost, server-error layer) carries them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines and clients are created when it starts, closed when it stops."""
     settings = settings or Settings()
@@ -204,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await context.aclose()
             await db.dispose()
 
-    app = FastAPI(
+    app = TidingsAPI(
         title="Tidings",
         version=__version__,
         description="Compose once, approve, publish at an exact instant to many channels.",
@@ -215,7 +224,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(SecurityHeaders)
     install_docs(app, title=app.title)
     install_error_handlers(app)
     app.include_router(auth_router)
