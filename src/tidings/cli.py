@@ -3,6 +3,7 @@
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -113,7 +114,31 @@ def serve(
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
     _tune_gc()
     typer.echo(f"Tidings on http://{host}:{port} (database: {_redacted(settings)})", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    api = create_app(settings)
+    if settings.metrics_bind is None:
+        uvicorn.run(api, host=host, port=port, log_level="info")
+        return
+    from tidings.scrape import MetricsSource, scrape_app, side_server
+
+    def source() -> MetricsSource | None:
+        state = getattr(api.state, "tidings", None)  # set once the app's lifespan has begun
+        if state is None:
+            return None
+        age = timedelta(seconds=settings.health_max_heartbeat_age_seconds)
+        return MetricsSource(state.db, state.metrics, age)
+
+    side = side_server(settings.metrics_bind, scrape_app(source))
+    typer.echo(f"metrics on http://{settings.metrics_bind}/metrics", err=True)
+
+    async def main() -> None:
+        beside = asyncio.create_task(side.serve())
+        try:
+            await uvicorn.Server(uvicorn.Config(api, host=host, port=port)).serve()
+        finally:
+            side.should_exit = True
+            await beside
+
+    asyncio.run(main())
 
 
 @app.command()
@@ -130,6 +155,7 @@ def worker(
     """Run a publishing worker on its own (as many as you like, sharing one PostgreSQL)."""
     import signal
 
+    from tidings.publishing.metrics import EngineMetrics
     from tidings.publishing.worker import Worker, engine_config, platform_context
 
     settings = _settings()
@@ -146,16 +172,30 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         context = platform_context(settings, db)
+        metrics = EngineMetrics()
         runner = Worker(
             db,
             config=engine_config(settings),
             concurrency=concurrency or settings.worker_concurrency,
+            metrics=metrics,
             context=context,
         )
         typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
+        side = None
+        if settings.metrics_bind is not None:
+            from tidings.scrape import MetricsSource, scrape_app, side_server
+
+            age = timedelta(seconds=settings.health_max_heartbeat_age_seconds)
+            numbers = MetricsSource(db, metrics, age)
+            side = side_server(settings.metrics_bind, scrape_app(lambda: numbers))
+            beside = asyncio.create_task(side.serve())
+            typer.echo(f"metrics on http://{settings.metrics_bind}/metrics", err=True)
         try:
             await runner.run(stop)
         finally:
+            if side is not None:
+                side.should_exit = True
+                await beside
             await context.aclose()
             await db.dispose()
         typer.echo(f"worker {runner.name} stopped", err=True)

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
 MIN_METRICS_TOKEN_LENGTH = 16
+#: host:port, an IPv6 host in brackets.
+BIND_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$"
 #: The data directory and the files in it are the owner's alone.
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -50,6 +52,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # A Bearer token that reads /metrics without a person or an API key (a scraper's).
     metrics_token: SecretStr | None = None
+    # host:port where `tidings serve` and `tidings worker` also serve /metrics, without
+    # credentials (a private address for a scraper).
+    metrics_bind: str | None = Field(
+        default=None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$"
+    )
     session_ttl_minutes: int = Field(default=12 * 60, ge=1)
     # The signed-request clock window: server_time - x_date must be within [-skew, +max_age].
     signature_max_future_seconds: float = 5.0
