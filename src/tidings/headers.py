@@ -138,6 +138,8 @@ def install_docs(app: FastAPI, *, title: str) -> None:
             openapi_url=openapi_url,
             title=f"{title} - Swagger UI",
             oauth2_redirect_url="/docs/oauth2-redirect",
+            # No badge fetched from validator.swagger.io: the policy loads nothing from there.
+            swagger_ui_parameters={"validatorUrl": None},
         ),
         "/docs/oauth2-redirect": get_swagger_ui_oauth2_redirect_html,
         "/redoc": lambda: get_redoc_html(openapi_url=openapi_url, title=f"{title} - ReDoc"),
