@@ -500,6 +500,15 @@ def test_embedded_mode_on_postgresql_without_a_key_is_refused_in_one_line(
     assert not (tmp_path / "data").exists()
 
 
+def test_a_bad_setting_is_one_line_naming_its_variable(tmp_path: Path) -> None:
+    env = cli_env(None, tmp_path / "data", TIDINGS_METRICS_BIND="9100")
+    stderr = failed(tidings(env, "migrate", cwd=tmp_path))
+    assert stderr.strip().splitlines() == [
+        "error: invalid configuration: TIDINGS_METRICS_BIND: "
+        "expected host:port (say 127.0.0.1:9100), got '9100'"
+    ]
+
+
 def test_production_mode_requires_a_secret_key(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = cli_env(None, data, TIDINGS_MODE="production")

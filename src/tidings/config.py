@@ -1,19 +1,20 @@
 """Settings for a Tidings process, read from `TIDINGS_*` environment variables."""
 
 import os
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
 MIN_METRICS_TOKEN_LENGTH = 16
 #: host:port, an IPv6 host in brackets.
-BIND_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$"
+BIND_PATTERN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}")
 #: The data directory and the files in it are the owner's alone.
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -54,9 +55,7 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     # host:port where `tidings serve` and `tidings worker` also serve /metrics, without
     # credentials (a private address for a scraper).
-    metrics_bind: str | None = Field(
-        default=None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$"
-    )
+    metrics_bind: str | None = None
     session_ttl_minutes: int = Field(default=12 * 60, ge=1)
     # The signed-request clock window: server_time - x_date must be within [-skew, +max_age].
     signature_max_future_seconds: float = 5.0
@@ -121,6 +120,13 @@ class Settings(BaseSettings):
                 f"TIDINGS_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters"
             )
         return self
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _bind_is_host_and_port(cls, value: str | None) -> str | None:
+        if value is not None and not BIND_PATTERN.fullmatch(value):
+            raise ValueError(f"expected host:port (say 127.0.0.1:9100), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _shared_database_needs_a_shared_key(self) -> "Settings":
