@@ -92,3 +92,11 @@ def test_secure_data_dir_tightens_a_loose_data_dir_and_key_file(tmp_path: Path) 
     settings.secure_data_dir()
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
+
+
+def test_production_mode_checks_every_key_of_the_ring(tmp_path: Path) -> None:
+    long_key = "k" * 32
+    with pytest.raises(ValidationError, match=r"at least 32 characters \(each key\)"):
+        Settings(mode="production", data_dir=tmp_path, secret_key=f"{long_key},short")
+    ring = Settings(mode="production", data_dir=tmp_path, secret_key=f"{long_key},\n{'o' * 40}")
+    assert ring.resolved_secret_key == f"{long_key},\n{'o' * 40}"
