@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -57,6 +58,8 @@ def run(backend: str, posts: int, concurrency: int) -> None:
     db_name = None
     if backend == "postgresql":
         db_name, env["TIDINGS_DATABASE_URL"] = postgres_database()
+        # A shared database needs a key every process knows (none is generated for it).
+        env["TIDINGS_SECRET_KEY"] = secrets.token_urlsafe(48)
     ws = cli(env, "workspaces", "create", "Bench")
     key = cli(env, "keys", "create", "--workspace", str(ws["id"]))
     channel = cli(

@@ -22,6 +22,7 @@ preparing. Peak memory is the largest VmHWM of the engine processes.
 import argparse
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -265,6 +266,8 @@ def main() -> None:
         db_name = f"tidings_bench_{uuid.uuid4().hex[:8]}"
         psql(f'CREATE DATABASE "{db_name}"')
         env["TIDINGS_DATABASE_URL"] = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
+        # A shared database needs a key every process knows (none is generated for it).
+        env["TIDINGS_SECRET_KEY"] = secrets.token_urlsafe(48)
     url = env.get("TIDINGS_DATABASE_URL") or f"sqlite:///{workdir / 'tidings.db'}"
     try:
         subprocess.run([str(BIN / "tidings"), "migrate"], env=env, check=True, capture_output=True)

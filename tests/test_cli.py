@@ -7,6 +7,7 @@ the command must authenticate requests to an app built from the same settings).
 import asyncio
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -583,6 +584,74 @@ def test_embedded_default_keeps_database_and_secret_key_in_the_data_dir(tmp_path
     for issued in (key, key2):
         assert list_status(settings, {"Authorization": f"Bearer {issued['token']}"}) == 200
     assert not (tmp_path / ".tidings").exists()
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_migrate_keeps_the_data_dir_and_database_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = cli_env(None, data)
+    del env["TIDINGS_SECRET_KEY"]
+    ok_json(tidings(env, "migrate", "--json", cwd=tmp_path))
+    database = data / "tidings.db"
+    assert mode_of(data) == 0o700
+    assert mode_of(database) == 0o600
+    ws = ok_json(tidings(env, "workspaces", "create", "Private", "--json", cwd=tmp_path))
+    ok_json(tidings(env, "keys", "create", "--workspace", ws["id"], "--json", cwd=tmp_path))
+    assert mode_of(data / "secret_key") == 0o600
+    # SQLite gives its companions the database's mode: they are private from the start.
+    with sqlite3.connect(database) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS probe (x)")
+        assert mode_of(data / "tidings.db-wal") == 0o600
+        assert mode_of(data / "tidings.db-shm") == 0o600
+        # What an older release left (0755 and 0644) is tightened at the next start.
+        for path, loose in [(data, 0o755), (database, 0o644), (data / "secret_key", 0o644)]:
+            path.chmod(loose)
+        (data / "tidings.db-wal").chmod(0o644)
+        ok_json(tidings(env, "migrate", "--json", cwd=tmp_path))
+        assert mode_of(data / "tidings.db-wal") == 0o600
+    assert mode_of(data) == 0o700
+    assert mode_of(database) == 0o600
+    assert mode_of(data / "secret_key") == 0o600
+
+
+def test_a_sqlite_database_elsewhere_is_private_but_its_directory_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    env = cli_env(f"sqlite:///{shared / 'mine.db'}", tmp_path / "data")
+    ok_json(tidings(env, "migrate", "--json", cwd=tmp_path))
+    assert mode_of(shared / "mine.db") == 0o600
+    assert mode_of(shared) == 0o755
+
+
+def test_embedded_mode_on_postgresql_without_a_key_is_refused_in_one_line(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    env = cli_env(postgres_url, tmp_path / "data")
+    del env["TIDINGS_SECRET_KEY"]
+    for args in (["migrate"], ["serve", "--port", "1"], ["worker"]):
+        stderr = failed(tidings(env, *args, cwd=tmp_path))
+        assert stderr.strip().splitlines() == [
+            "error: invalid configuration: TIDINGS_SECRET_KEY must be set when "
+            "TIDINGS_DATABASE_URL is PostgreSQL: a key generated into one data directory "
+            "cannot open, on another machine, the secrets stored in the shared database"
+        ], args
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_bad_setting_is_one_line_naming_its_variable(tmp_path: Path) -> None:
+    env = cli_env(None, tmp_path / "data", TIDINGS_METRICS_BIND="9100")
+    stderr = failed(tidings(env, "migrate", cwd=tmp_path))
+    assert stderr.strip().splitlines() == [
+        "error: invalid configuration: TIDINGS_METRICS_BIND: "
+        "expected host:port (say 127.0.0.1:9100), got '9100'"
+    ]
 
 
 def test_production_mode_requires_a_secret_key(tmp_path: Path) -> None:

@@ -76,3 +76,43 @@ def test_fetch_allowed_networks_are_cidrs_and_open_only_what_they_say(
         Settings(data_dir=tmp_path, fetch_allowed_networks="127.0.0.0/33")
     with pytest.raises(ValidationError, match="localhost"):
         Settings(data_dir=tmp_path, fetch_allowed_networks="10.0.0.0/8,localhost")
+
+
+def test_a_short_metrics_token_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="TIDINGS_METRICS_TOKEN must be at least 16"):
+        Settings(data_dir=tmp_path, metrics_token="short")
+    assert Settings(data_dir=tmp_path, metrics_token="x" * 16).metrics_token is not None
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+asyncpg"])
+def test_embedded_mode_on_postgresql_refuses_a_generated_key(tmp_path: Path, scheme: str) -> None:
+    url = f"{scheme}://postgres@127.0.0.1:5432/tidings"
+    with pytest.raises(ValidationError, match="TIDINGS_SECRET_KEY must be set when") as refused:
+        Settings(data_dir=tmp_path, database_url=url)
+    assert "cannot open, on another machine," in str(refused.value)
+    assert not (tmp_path / "secret_key").exists()
+    with_key = Settings(data_dir=tmp_path, database_url=url, secret_key="k" * 32)
+    assert with_key.resolved_secret_key == "k" * 32
+    assert Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/x.db").secret_key is None
+
+
+def test_secure_data_dir_tightens_a_loose_data_dir_and_key_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    settings.secure_data_dir()
+    assert not data.exists()  # nothing to tighten yet: created private when needed
+    settings.resolved_secret_key  # noqa: B018 - creates the data directory and the key file
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    data.chmod(0o755)
+    (data / "secret_key").chmod(0o644)
+    settings.secure_data_dir()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
+
+
+def test_production_mode_checks_every_key_of_the_ring(tmp_path: Path) -> None:
+    long_key = "k" * 32
+    with pytest.raises(ValidationError, match=r"at least 32 characters \(each key\)"):
+        Settings(mode="production", data_dir=tmp_path, secret_key=f"{long_key},short")
+    ring = Settings(mode="production", data_dir=tmp_path, secret_key=f"{long_key},\n{'o' * 40}")
+    assert ring.resolved_secret_key == f"{long_key},\n{'o' * 40}"

@@ -216,12 +216,18 @@ def _postgres_tables(url: str) -> set[str]:
 @pytest.mark.parametrize("fresh_database", ["sqlite", "postgresql"], indirect=True)
 def test_serve_migrates_a_fresh_database(fresh_database: str | None, tmp_path: Path) -> None:
     data = tmp_path / "fresh-data"
-    # Embedded mode with nothing configured, except the database on PostgreSQL.
-    env = serve_env(fresh_database, data, secret_key=False)
+    # Embedded mode with nothing configured, except the database (and so the key, which
+    # every machine sharing it must know) on PostgreSQL.
+    env = serve_env(fresh_database, data, secret_key=fresh_database is not None)
     with tidings_serve(env, tmp_path) as server:
         server.wait_until_healthy()
         r = httpx.get(f"{server.base_url}/scheduled-posts", timeout=10)
         assert r.status_code == 401  # reached authentication: the key table exists
+        if fresh_database is None:
+            # Only its owner may read the database, and what SQLite keeps beside it.
+            assert stat.S_IMODE(data.stat().st_mode) == 0o700
+            for name in ("tidings.db", "tidings.db-wal", "tidings.db-shm", "secret_key"):
+                assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
         assert_graceful_stop(server)
     if fresh_database is None:
         with sqlite3.connect(data / "tidings.db") as conn:
@@ -230,7 +236,59 @@ def test_serve_migrates_a_fresh_database(fresh_database: str | None, tmp_path: P
     else:
         tables = _postgres_tables(fresh_database)
         assert not (data / "tidings.db").exists()
+        assert not (data / "secret_key").exists()  # the configured key is used
     assert tables >= TABLES
-    secret_file = data / "secret_key"
-    assert secret_file.is_file()
-    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    if fresh_database is None:
+        secret_file = data / "secret_key"
+        assert secret_file.is_file()
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def _wait_for(url: str) -> httpx.Response:
+    """The first answer from `url` that is not 503 (the process is still starting)."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(url, timeout=2)
+            if answer.status_code != 503:
+                return answer
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"{url} did not answer within {STARTUP_SECONDS} s")
+
+
+def test_metrics_bind_serves_metrics_without_credentials_beside_serve_and_worker(
+    database_url: str, tmp_path: Path
+) -> None:
+    bind = f"127.0.0.1:{free_port()}"
+    env = {**serve_env(database_url, tmp_path), "TIDINGS_METRICS_BIND": bind}
+    with tidings_serve(env, tmp_path) as server:
+        server.wait_until_healthy()
+        scraped = _wait_for(f"http://{bind}/metrics")
+        assert scraped.status_code == 200
+        assert scraped.headers["content-type"].startswith("text/plain")
+        assert "tidings_tasks_due 0.0" in scraped.text.splitlines()
+        assert "tidings_workers 1.0" in scraped.text.splitlines()  # the embedded worker
+        assert scraped.headers["x-content-type-options"] == "nosniff"
+        # Nothing else is served there, and the API's /metrics still needs credentials.
+        other = httpx.get(f"http://{bind}/scheduled-posts", timeout=5)
+        assert other.status_code == 404
+        assert other.json() == {"message": "only GET /metrics is served here"}
+        assert httpx.get(f"{server.base_url}/metrics", timeout=5).status_code == 401
+        assert_graceful_stop(server)
+    assert f"metrics on http://{bind}/metrics" in server.output()
+
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [TIDINGS, "worker"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        scraped = _wait_for(f"http://{bind}/metrics")
+        assert scraped.status_code == 200, log.read_text()
+        assert "tidings_tasks_claimed_total 0.0" in scraped.text.splitlines()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0, log.read_text()
+    assert "stopped" in log.read_text()

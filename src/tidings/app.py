@@ -1,38 +1,45 @@
 """The FastAPI application factory. Nothing connects at import: the lifespan does."""
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tidings import __version__
+from tidings.auth.deps import SESSION_COOKIE, current_principal
 from tidings.auth.endpoints import router as auth_router
 from tidings.auth.keys import router as api_keys_router
+from tidings.auth.principal import Principal
 from tidings.bodylimit import BodyLimit
 from tidings.channels.endpoints import apps_router as platform_apps_router
 from tidings.channels.endpoints import router as channels_router
 from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.db.engine import Database
-from tidings.db.session import StateDep
-from tidings.errors import RequestShapeError, TidingsError
+from tidings.db.session import SessionDep, StateDep
+from tidings.errors import Forbidden, RequestShapeError, TidingsError
 from tidings.fetch import FetchGate
+from tidings.headers import SecurityHeaders, install_docs
 from tidings.publishing.health import engine_report
 from tidings.publishing.worker import Worker, engine_config, platform_context
 from tidings.sandbox.endpoints import router as sandbox_router
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
+from tidings.scheduled_posts.lifecycle import Actor
 from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
 from tidings.state import AppState
 from tidings.timefmt import utcnow
@@ -121,6 +128,63 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"message": "internal error"}, status_code=500)
 
 
+#: Who may read /metrics besides the holder of TIDINGS_METRICS_TOKEN.
+METRICS_READERS = frozenset({Actor.OWNER, Actor.ADMIN, Actor.API_KEY})
+
+
+def authorize_metrics(principal: Principal) -> None:
+    """Refuse /metrics to anyone but an owner or admin signed in, or an API key (whose
+    `metrics:read` scope the authentication has already checked, as for any route).
+
+    The metrics describe the whole instance, not one workspace: people who manage a
+    workspace may read them, editors, reviewers and viewers may not.
+    """
+    if principal.actor not in METRICS_READERS:
+        raise Forbidden(
+            "reading metrics needs an owner or admin, an API key with metrics:read, or the "
+            "metrics token"
+        )
+
+
+_metrics_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="MetricsToken",
+    description="TIDINGS_METRICS_TOKEN (or an API key's token).",
+)
+
+
+async def metrics_reader(
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_metrics_bearer)],
+) -> None:
+    """Let a scraper in with `Authorization: Bearer <TIDINGS_METRICS_TOKEN>` (compared in
+    constant time), else authenticate as any route does and ask `authorize_metrics`."""
+    token = state.settings.metrics_token
+    if token is not None and bearer is not None:
+        expected = token.get_secret_value().encode()
+        if hmac.compare_digest(bearer.credentials.encode(), expected):
+            return
+    principal = await current_principal(
+        request,
+        session,
+        state,
+        x_api_key=request.headers.get("x-api-key"),
+        bearer=bearer,
+        cookie=request.cookies.get(SESSION_COOKIE),
+    )
+    authorize_metrics(principal)
+
+
+class TidingsAPI(FastAPI):
+    """FastAPI with the security headers outside everything else, so that even the answer
+    to an unexpected error (rendered by the outermost, server-error layer) carries them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines and clients are created when it starts, closed when it stops."""
     settings = settings or Settings()
@@ -161,14 +225,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await context.aclose()
             await db.dispose()
 
-    app = FastAPI(
+    app = TidingsAPI(
         title="Tidings",
         version=__version__,
         description="Compose once, approve, publish at an exact instant to many channels.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(refuse_nul_in_url)],
+        # Served by install_docs, with the nonce their policy asks for.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app, title=app.title)
     install_error_handlers(app)
     if settings.trusted_proxy_list:
         # The client's address and scheme as the reverse proxy saw them (sign-ins are
@@ -223,12 +291,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         return JSONResponse(body, status_code=503 if problems else 200)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics(state: StateDep) -> Response:
-        """Prometheus metrics: the queue as the database sees it, and this process's worker."""
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        dependencies=[Depends(metrics_reader)],
+    )
+    async def metrics(state: StateDep, session: SessionDep) -> Response:
+        """Prometheus metrics: the queue as the database sees it, and this process's worker
+        (for the metrics token, an owner or admin, or an API key with `metrics:read`)."""
         max_age = timedelta(seconds=state.settings.health_max_heartbeat_age_seconds)
-        async with state.db.transaction(write=False) as session:
-            report = await engine_report(session, utcnow(), fresh_within=max_age)
+        report = await engine_report(session, utcnow(), fresh_within=max_age)
         return Response(state.metrics.render(report), media_type=CONTENT_TYPE_LATEST)
 
     return app

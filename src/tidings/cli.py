@@ -4,6 +4,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -16,7 +17,7 @@ from tidings.config import Settings
 from tidings.crypto import SecretBox
 from tidings.db import migrate as migrations
 from tidings.db.engine import Database
-from tidings.errors import TidingsError
+from tidings.errors import Conflict, TidingsError
 from tidings.platforms.store import Credentials
 from tidings.timefmt import format_instant, utcnow
 from tidings.workspaces import passwords
@@ -40,6 +41,10 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(channels_app, name="channels")
 app.add_typer(apps_app, name="apps")
+secrets_app = typer.Typer(
+    help="Rotate the secret key that seals secrets at rest.", no_args_is_help=True
+)
+app.add_typer(secrets_app, name="secrets")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", help="Workspace id (ws_…).")]
@@ -48,10 +53,23 @@ T = TypeVar("T")
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as exc:
-        _fail(f"invalid configuration: {exc}", as_json=False)
-        raise  # unreachable: _fail exits
+        _fail(f"invalid configuration: {_first_error(exc)}", as_json=False)
+    settings.secure_data_dir()
+    return settings
+
+
+def _first_error(exc: ValueError) -> str:
+    """A settings error on one line: pydantic's first message, without its own framing."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error["loc"])
+        return f"TIDINGS_{where.upper()}: {message}" if where else message
+    return str(exc).splitlines()[0]
 
 
 def _fail(message: str, *, as_json: bool) -> NoReturn:
@@ -101,9 +119,35 @@ def serve(
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
     _tune_gc()
     typer.echo(f"Tidings on http://{host}:{port} (database: {_redacted(settings)})", err=True)
+    api = create_app(settings)
     # Forwarded headers are believed only from TIDINGS_TRUSTED_PROXIES (in the app), not
     # from uvicorn's default of 127.0.0.1.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+    if settings.metrics_bind is None:
+        uvicorn.run(api, host=host, port=port, log_level="info", proxy_headers=False)
+        return
+    from tidings.scrape import MetricsSource, scrape_app, side_server
+
+    def source() -> MetricsSource | None:
+        state = getattr(api.state, "tidings", None)  # set once the app's lifespan has begun
+        if state is None:
+            return None
+        age = timedelta(seconds=settings.health_max_heartbeat_age_seconds)
+        return MetricsSource(state.db, state.metrics, age)
+
+    side = side_server(settings.metrics_bind, scrape_app(source))
+    typer.echo(f"metrics on http://{settings.metrics_bind}/metrics", err=True)
+
+    async def main() -> None:
+        beside = asyncio.create_task(side.serve())
+        try:
+            await uvicorn.Server(
+                uvicorn.Config(api, host=host, port=port, proxy_headers=False)
+            ).serve()
+        finally:
+            side.should_exit = True
+            await beside
+
+    asyncio.run(main())
 
 
 @app.command()
@@ -120,6 +164,7 @@ def worker(
     """Run a publishing worker on its own (as many as you like, sharing one PostgreSQL)."""
     import signal
 
+    from tidings.publishing.metrics import EngineMetrics
     from tidings.publishing.worker import Worker, engine_config, platform_context
 
     settings = _settings()
@@ -136,16 +181,30 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         context = platform_context(settings, db)
+        metrics = EngineMetrics()
         runner = Worker(
             db,
             config=engine_config(settings),
             concurrency=concurrency or settings.worker_concurrency,
+            metrics=metrics,
             context=context,
         )
         typer.echo(f"worker {runner.name} started (concurrency {runner.concurrency})", err=True)
+        side = None
+        if settings.metrics_bind is not None:
+            from tidings.scrape import MetricsSource, scrape_app, side_server
+
+            age = timedelta(seconds=settings.health_max_heartbeat_age_seconds)
+            numbers = MetricsSource(db, metrics, age)
+            side = side_server(settings.metrics_bind, scrape_app(lambda: numbers))
+            beside = asyncio.create_task(side.serve())
+            typer.echo(f"metrics on http://{settings.metrics_bind}/metrics", err=True)
         try:
             await runner.run(stop)
         finally:
+            if side is not None:
+                side.should_exit = True
+                await beside
             await context.aclose()
             await db.dispose()
         typer.echo(f"worker {runner.name} stopped", err=True)
@@ -433,6 +492,107 @@ def apps_set(
 
     result = _run(work, as_json=as_json)
     _emit(result, as_json, f"set the {result['platform']} app of {result['workspace']}")
+
+
+BatchOpt = Annotated[int, typer.Option(min=1, max=10_000, help="Rows re-sealed per transaction.")]
+
+
+async def _drop_old_keys(
+    settings: Settings, keys: list[str], db: Database, batch_size: int
+) -> dict[str, Any]:
+    """Keep only the newest key, once nothing needs an older one (checked first)."""
+    from tidings.rotation import survey, write_key_ring
+
+    found = (await survey(db, SecretBox(",".join(keys)), batch_size=batch_size)).total()
+    if found.older:
+        raise Conflict(
+            f"{found.older} secrets are still sealed under an older key: run "
+            "`tidings secrets rotate` first (with every process restarted on the new key)"
+        )
+    if settings.secret_key is None:
+        write_key_ring(settings.secret_key_file, keys[:1])
+        return {"dropped": len(keys) - 1, "keys": 1}
+    # The ring is the operator's environment variable: they drop the keys from it.
+    return {"dropped": 0, "keys": len(keys), "keepOnly": "the first key of TIDINGS_SECRET_KEY"}
+
+
+def _with_database(
+    settings: Settings, work: Callable[[Database], Awaitable[T]], *, as_json: bool
+) -> T:
+    """Run `work` on the migrated database (its own transactions), errors as one line."""
+    url = settings.resolved_database_url
+    migrations.upgrade(url)
+
+    async def main() -> T:
+        db = Database.connect(url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except TidingsError as exc:
+        _fail(exc.message, as_json=as_json)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    drop_old: Annotated[
+        bool, typer.Option("--drop-old", help="Then drop the older keys from the key file.")
+    ] = False,
+    batch_size: BatchOpt = 500,
+    as_json: JsonFlag = False,
+) -> None:
+    """Seal every secret again under the newest key: a new one added to the data directory's
+    key file, or the first of TIDINGS_SECRET_KEY. Older keys keep opening until dropped."""
+    import secrets as random
+
+    from tidings.config import split_keys
+    from tidings.rotation import reseal_all, write_key_ring
+
+    settings = _settings()
+    keys = split_keys(settings.resolved_secret_key)
+    if settings.secret_key is None:
+        keys = [random.token_urlsafe(48), *keys]
+        write_key_ring(settings.secret_key_file, keys)
+
+    async def work(db: Database) -> dict[str, Any]:
+        report = await reseal_all(db, SecretBox(",".join(keys)), batch_size=batch_size)
+        result: dict[str, Any] = {"newKey": settings.secret_key is None, **report.as_dict()}
+        if drop_old:
+            result["drop"] = await _drop_old_keys(settings, keys, db, batch_size)
+        return result
+
+    result = _with_database(settings, work, as_json=as_json)
+    total = result["total"]
+    human = (
+        f"re-sealed {total['resealed']} secrets under the newest key ({total['current']} were "
+        f"already, {total['changed']} changed meanwhile, {total['unreadable']} open under no key)"
+    )
+    if drop_old:
+        human += f"; dropped {result['drop']['dropped']} older keys"
+    _emit(result, as_json, human)
+
+
+@secrets_app.command("drop-old")
+def secrets_drop_old(batch_size: BatchOpt = 500, as_json: JsonFlag = False) -> None:
+    """Drop every key but the newest from the data directory's key file, once no secret is
+    sealed under an older one (with TIDINGS_SECRET_KEY, say whether its first key suffices)."""
+    from tidings.config import split_keys
+
+    settings = _settings()
+    keys = split_keys(settings.resolved_secret_key)
+
+    async def work(db: Database) -> dict[str, Any]:
+        return await _drop_old_keys(settings, keys, db, batch_size)
+
+    result = _with_database(settings, work, as_json=as_json)
+    if "keepOnly" in result:
+        human = "every secret opens with the first key: TIDINGS_SECRET_KEY can hold it alone"
+    else:
+        human = f"dropped {result['dropped']} older keys"
+    _emit(result, as_json, human)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 import ipaddress
 import os
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,25 @@ from tidings.fetch import FetchPolicy, parse_networks
 
 SECRET_KEY_FILE = "secret_key"
 MIN_SECRET_KEY_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
+#: host:port, an IPv6 host in brackets.
+BIND_PATTERN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}")
+#: The data directory and the files in it are the owner's alone.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def split_keys(ring: str) -> list[str]:
+    """The keys of a key ring, newest first: separated by commas or line breaks (spaces
+    inside a key are kept, around one are not)."""
+    return [key.strip() for key in ring.replace(",", "\n").splitlines() if key.strip()]
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` readable by its owner only, or take away what others may do there."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(PRIVATE_DIR_MODE)
 
 
 class Settings(BaseSettings):
@@ -39,6 +59,11 @@ class Settings(BaseSettings):
         description="postgresql://… or sqlite:///…; SQLite in the data directory when unset.",
     )
     secret_key: SecretStr | None = None
+    # A Bearer token that reads /metrics without a person or an API key (a scraper's).
+    metrics_token: SecretStr | None = None
+    # host:port where `tidings serve` and `tidings worker` also serve /metrics, without
+    # credentials (a private address for a scraper).
+    metrics_bind: str | None = None
     session_ttl_minutes: int = Field(default=12 * 60, ge=1)
     # Sign-in throttling (auth/throttle.py): failures allowed per email and per client
     # address, then a lock from the first backoff, doubling per failure up to the maximum.
@@ -132,11 +157,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
         if self.mode == "production":
-            key = self.secret_key.get_secret_value() if self.secret_key else ""
-            if len(key) < MIN_SECRET_KEY_LENGTH:
+            keys = split_keys(self.secret_key.get_secret_value()) if self.secret_key else []
+            if not keys or min(len(key) for key in keys) < MIN_SECRET_KEY_LENGTH:
                 raise ValueError(
                     "TIDINGS_SECRET_KEY must be set to at least "
-                    f"{MIN_SECRET_KEY_LENGTH} characters in production mode"
+                    f"{MIN_SECRET_KEY_LENGTH} characters (each key) in production mode"
                 )
         return self
 
@@ -154,6 +179,35 @@ class Settings(BaseSettings):
         from tidings.mail import mailer_for
 
         return mailer_for(self.smtp_url.get_secret_value() if self.smtp_url else None)
+
+    @model_validator(mode="after")
+    def _metrics_token_is_long_enough(self) -> "Settings":
+        token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        if token is not None and len(token) < MIN_METRICS_TOKEN_LENGTH:
+            raise ValueError(
+                f"TIDINGS_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters"
+            )
+        return self
+
+    @field_validator("metrics_bind")
+    @classmethod
+    def _bind_is_host_and_port(cls, value: str | None) -> str | None:
+        if value is not None and not BIND_PATTERN.fullmatch(value):
+            raise ValueError(f"expected host:port (say 127.0.0.1:9100), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _shared_database_needs_a_shared_key(self) -> "Settings":
+        # A key generated into this data directory is unknown to the processes on other
+        # machines that share the database: they could not open the secrets stored there.
+        backend = (self.database_url or "").split(":", 1)[0].split("+", 1)[0]
+        if backend in ("postgresql", "postgres") and self.secret_key is None:
+            raise ValueError(
+                "TIDINGS_SECRET_KEY must be set when TIDINGS_DATABASE_URL is PostgreSQL: "
+                "a key generated into one data directory cannot open, on another machine, "
+                "the secrets stored in the shared database"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_call(self) -> "Settings":
@@ -200,21 +254,37 @@ class Settings(BaseSettings):
     def secure_cookies(self) -> bool:
         return self.mode == "production"
 
+    @property
+    def secret_key_file(self) -> Path:
+        """The key ring kept in the data directory when `TIDINGS_SECRET_KEY` is unset."""
+        return self.data_dir / SECRET_KEY_FILE
+
     @cached_property
     def resolved_secret_key(self) -> str:
-        """The key that encrypts secrets at rest; generated once and kept in embedded mode."""
+        """The key ring that encrypts secrets at rest (see `split_keys`; the first key seals,
+        every key opens); generated once and kept in the data directory in embedded mode."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.data_dir / SECRET_KEY_FILE
+        path = self.secret_key_file
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         key = secrets.token_urlsafe(48)
         # O_EXCL: two processes starting at once must not each write a different key.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         except FileExistsError:
             return path.read_text().strip()
         with os.fdopen(fd, "w") as f:
             f.write(key)
         return key
+
+    def secure_data_dir(self) -> None:
+        """Make the data directory (and the key ring in it) the owner's alone: tightened at
+        every start, whatever an older release or a copy left."""
+        if not self.data_dir.is_dir():
+            return  # created private when first needed (the key ring, SQLite's database)
+        make_private_dir(self.data_dir)
+        ring = self.secret_key_file
+        if ring.exists() and ring.stat().st_mode & 0o077:
+            ring.chmod(PRIVATE_FILE_MODE)

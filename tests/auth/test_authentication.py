@@ -373,7 +373,6 @@ PUBLIC_PATHS = {
     "/docs/oauth2-redirect",
     "/redoc",
     "/health",
-    "/metrics",
     "/auth/login",
     # The ends of invitation and reset links: the token is the credential (see
     # tests/workspaces/test_invitations.py and test_passwords.py).
@@ -468,7 +467,6 @@ async def test_public_endpoints_need_no_credentials(client: httpx.AsyncClient) -
     health = await client.get("/health")
     assert health.status_code == 503
     assert health.json()["database"] == "ok"
-    assert (await client.get("/metrics")).status_code == 200
     assert (await client.get("/openapi.json")).status_code == 200
 
 

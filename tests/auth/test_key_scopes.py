@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import select, text
 
 from tests.world import World
+from tidings.app import metrics_reader
 from tidings.auth.deps import current_principal, principal_apart
 from tidings.auth.models import ApiKey
 from tidings.auth.scopes import DEFAULT_SCOPES, ROUTE_SCOPES, Scope
@@ -28,7 +29,7 @@ DEFAULT = ["posts:read", "posts:write", "channels:read", "channels:write"]
 
 def _authenticates(dependant: Dependant) -> bool:
     return any(
-        d.call in (current_principal, principal_apart) or _authenticates(d)
+        d.call in (current_principal, principal_apart, metrics_reader) or _authenticates(d)
         for d in dependant.dependencies
     )
 

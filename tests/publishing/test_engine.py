@@ -443,7 +443,7 @@ async def test_metrics_count_what_was_published_and_the_lag(world: World) -> Non
     refused = await world.add_channel("Banned", permanent_error="NO")
     await publish_now(world, {world.channel_id: {"caption": "a"}, refused: {"caption": "b"}})
     await worker(world, metrics=world.state.metrics).run_until_idle()
-    r = await world.anonymous().get("/metrics")
+    r = await (await world.person("owner")).get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     lines = set(r.text.splitlines())

@@ -21,6 +21,8 @@ class Scope(StrEnum):
     CHANNELS_READ = "channels:read"
     CHANNELS_WRITE = "channels:write"
     WORKSPACE_READ = "workspace:read"
+    #: The instance's Prometheus metrics (`GET /metrics`); never a default.
+    METRICS_READ = "metrics:read"
 
 
 class Signing(StrEnum):
@@ -88,6 +90,7 @@ ROUTE_SCOPES: Mapping[tuple[str, str], Scope | None] = {
     ("DELETE", "/members/{user_id}"): None,
     ("GET", "/workspace"): Scope.WORKSPACE_READ,
     ("PATCH", "/workspace"): None,  # keys never change the workspace
+    ("GET", "/metrics"): Scope.METRICS_READ,
 }
 
 

@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from tidings.headers import nonce_of
 from tidings.web.deps import Viewer
 
 HERE = Path(__file__).parent
@@ -39,12 +40,13 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    """A page, with the viewer (nav, role, CSRF token) and the flash message left for it."""
+    """A page, with the viewer (nav, role, CSRF token), the flash message left for it, and
+    the response's nonce (`csp_nonce`), the only way a page's `<script>` may run."""
     flash = _read_flash(request)
     response = templates.TemplateResponse(
         request,
         name,
-        {"viewer": viewer, "flash": flash, **context},
+        {"viewer": viewer, "flash": flash, "csp_nonce": nonce_of(request), **context},
         status_code=status_code,
     )
     if flash is not None:
