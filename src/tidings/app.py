@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
@@ -115,6 +116,16 @@ def install_error_handlers(app: FastAPI) -> None:
         error = RequestShapeError("a value cannot be stored", [], "value_error")
         return JSONResponse(error.body(), status_code=422)
 
+    @app.exception_handler(PoolTimeout)
+    async def _pool_full(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every connection is in use (a burst, or slow queries): a moment's wait, not a bug.
+        log.warning("no free database connection: %s", exc)
+        return JSONResponse(
+            {"message": "the database is busy; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
         log.error("database error", exc_info=exc)
@@ -192,7 +203,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database.connect(
-            settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+            settings.resolved_database_url,
+            sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            pool_timeout_seconds=settings.database_pool_timeout_seconds,
         )
         state = AppState(
             settings=settings,

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     signature_max_future_seconds: float = 5.0
     signature_max_age_seconds: float = 60.0
     sqlite_busy_timeout_ms: int = 30_000
+    # A request that finds no free database connection within this is answered 503.
+    database_pool_timeout_seconds: float = Field(default=10, gt=0)
     embedded_worker: bool = Field(
         default=True, description="Run a publishing worker inside `tidings serve`."
     )

@@ -73,14 +73,23 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> AsyncEngine:
-    """An async engine for `url`, tuned for its backend."""
+def create_engine(
+    url: str, *, sqlite_busy_timeout_ms: int = 30_000, pool_timeout_seconds: float = 30
+) -> AsyncEngine:
+    """An async engine for `url`, tuned for its backend; a connection not free within
+    `pool_timeout_seconds` is a `sqlalchemy.exc.TimeoutError` (the API answers 503)."""
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed)
+        engine = create_async_engine(parsed, pool_timeout=pool_timeout_seconds)
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine
-    return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=pool_timeout_seconds,
+    )
 
 
 @dataclass
@@ -101,8 +110,14 @@ class Database:
     _group_flusher: "asyncio.Task[None] | None" = None
 
     @classmethod
-    def connect(cls, url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> "Database":
-        engine = create_engine(url, sqlite_busy_timeout_ms=sqlite_busy_timeout_ms)
+    def connect(
+        cls, url: str, *, sqlite_busy_timeout_ms: int = 30_000, pool_timeout_seconds: float = 30
+    ) -> "Database":
+        engine = create_engine(
+            url,
+            sqlite_busy_timeout_ms=sqlite_busy_timeout_ms,
+            pool_timeout_seconds=pool_timeout_seconds,
+        )
         write_bind = engine
         if engine.dialect.name == "sqlite":
             write_bind = engine.execution_options(sqlite_begin="IMMEDIATE")
