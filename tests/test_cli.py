@@ -396,7 +396,7 @@ def test_keys_create_with_date_signing_and_chosen_scopes(
     }
     assert json.loads(failed(bad_scope)) == {
         "message": "unknown scope 'apps:write'; one of: posts:read, posts:write, "
-        "channels:read, channels:write, workspace:read"
+        "channels:read, channels:write, workspace:read, metrics:read"
     }
     assert len(in_db(database_url, select(ApiKey.id))) == 1
 

@@ -94,7 +94,8 @@ async def test_the_api_docs_have_their_own_policy_with_a_nonce(
 
 
 def _page_paths(app: FastAPI, post_id: str, channel_id: str) -> list[str]:
-    ids = {"post_id": post_id, "channel_id": channel_id}
+    # A link's token that matches nothing: its page is the error page, with the same rules.
+    ids = {"post_id": post_id, "channel_id": channel_id, "token": "no-such-token"}
     paths = []
     for route in iter_route_contexts(app.routes):
         methods = getattr(route, "methods", None) or set()

@@ -166,7 +166,10 @@ async def test_rotation_reseals_every_value_so_the_new_key_alone_opens_them(
                 "/scheduled-posts", headers={"Authorization": f"Bearer {world.key_token}"}
             )
             signed = await client.get(
-                "/scheduled-posts", headers=signature_headers(world.key_id, world.key_secret)
+                "/scheduled-posts",
+                headers=signature_headers(
+                    world.key_id, world.key_secret, "GET", "/scheduled-posts"
+                ),
             )
     assert bearer.status_code == 200, bearer.text
     assert signed.status_code == 200, signed.text
