@@ -42,6 +42,9 @@ _UNPARSABLE_BODY = "There was an error parsing the body"
 
 def _jsonable(value: Any) -> Any:
     """Pydantic error contexts can hold exceptions and other objects: keep JSON, else str."""
+    if isinstance(value, BaseException):
+        # jsonable_encoder would render an exception as {}, losing what it says.
+        return str(value)
     try:
         return jsonable_encoder(value)
     except (TypeError, ValueError):
