@@ -10,11 +10,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from tidings import __version__
 from tidings.auth.endpoints import router as auth_router
@@ -69,6 +70,53 @@ def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
     return {"error": errors}
 
 
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _methods_of(request: Request, path: str) -> list[str]:
+    """The methods some route (not a mount) answers at `path`, asked of each route as the
+    router asks it; Starlette's 405 names only the first route matching the path."""
+    found = []
+    for method in METHODS:
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+            "query_string": b"",
+        }
+        for route in request.app.router.routes:
+            if isinstance(route, Mount):
+                continue
+            if route.matches(scope)[0] is Match.FULL:
+                found.append(method)
+                break
+    return found
+
+
+def _allowed_methods(request: Request) -> str:
+    """The Allow header of a 405: every method of every route of the path."""
+    return ", ".join(_methods_of(request, request.url.path))
+
+
+def _slashless(request: Request) -> str | None:
+    """Where a path written with a trailing slash lives without it, if it does.
+
+    Starlette's own redirect (turned off in create_app) looks at the decoded path, so an id
+    ending in an encoded slash (`/scheduled-posts/abc%2F`) was redirected to another id.
+    """
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    raw_path = raw.split(b"?", 1)[0]
+    if not raw_path.endswith(b"/") or raw_path == b"/":
+        return None
+    path = request.url.path.rstrip("/")
+    if not _methods_of(request, path):
+        return None
+    query = request.url.query
+    return f"{path}?{query}" if query else path
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as `{"message"}` or the 422 `{"error": [...]}` shape, never a trace."""
 
@@ -84,14 +132,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        elif exc.status_code == 404 and (slashless := _slashless(request)) is not None:
+            return RedirectResponse(slashless, status_code=307)
         if web_pages.is_web(request):
-            return web_pages.error_page(request, exc.status_code, str(exc.detail))
+            page = web_pages.error_page(request, exc.status_code, str(exc.detail))
+            page.headers.update(headers)
+            return page
         if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
             # FastAPI's own answer to a body it cannot decode (not UTF-8, absurd nesting).
             error = RequestShapeError("the body is not valid JSON", [], "json_invalid")
             return JSONResponse(error.body(), status_code=422)
         return JSONResponse(
-            {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+            {"message": str(exc.detail)}, status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(StaleDataError)
@@ -162,6 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERROR_RESPONSES,
         dependencies=[Depends(refuse_nul_in_url)],
     )
+    # Trailing slashes are redirected by the 404 handler, which sees the path as sent.
+    app.router.redirect_slashes = False
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(channels_router)
