@@ -31,7 +31,7 @@ from tidings.publishing.health import engine_report
 from tidings.publishing.worker import Worker, engine_config, platform_context
 from tidings.sandbox.endpoints import router as sandbox_router
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
-from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
+from tidings.schemas import ERROR_RESPONSES, document_nul_in_url, refuse_nul_in_url
 from tidings.state import AppState
 from tidings.timefmt import utcnow
 from tidings.web import pages as web_pages
@@ -217,6 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERROR_RESPONSES,
         dependencies=[Depends(refuse_nul_in_url)],
     )
+    generate_openapi = app.openapi
+    app.openapi = lambda: document_nul_in_url(generate_openapi())  # type: ignore[method-assign]
     # Trailing slashes are redirected by the 404 handler, which sees the path as sent.
     app.router.redirect_slashes = False
     install_error_handlers(app)

@@ -1,13 +1,28 @@
 """The base of request bodies, and the error bodies declared once for OpenAPI."""
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, get_args
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from tidings.errors import RequestShapeError
 
 NUL = "\x00"
+# What the schema says of text the server refuses with NUL in it (JSON Schema regex).
+NO_NUL = "^[^\\x00]*$"
+# ... and of text that is stripped and must not be empty once stripped.
+NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+STRIPPED = "Surrounding whitespace is removed."
 
 
 def _find_nul(value: Any, path: list[str | int]) -> list[str | int] | None:
@@ -48,6 +63,70 @@ class RequestModel(BaseModel):
             # Not a ValueError: it leaves validation as is, keeping its exact path.
             raise _nul_error(found)
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        document_text_rules(cls, handler.resolve_ref_schema(json_schema))
+        return json_schema
+
+
+def _string_schemas(schema: Any) -> Iterator[dict[str, Any]]:
+    """The free-text string schemas in a JSON schema (not enums, constants or formats),
+    through unions, arrays and maps (not $refs)."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not {"enum", "const", "format"} & schema.keys():
+        yield schema
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(key, []):
+            yield from _string_schemas(branch)
+    for key in ("items", "additionalProperties"):
+        yield from _string_schemas(schema.get(key))
+
+
+def _stripped(field: FieldInfo) -> StringConstraints | None:
+    """The constraints of a field whose text is stripped before it is checked, if it is."""
+
+    def walk(items: Any) -> StringConstraints | None:
+        for item in items:
+            if isinstance(item, StringConstraints) and item.strip_whitespace:
+                return item
+            found = walk(get_args(item))
+            if found is not None:
+                return found
+        return None
+
+    return walk([*field.metadata, *get_args(field.annotation)])
+
+
+def document_text_rules(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """Say in a request body's JSON schema what the server does to its text: NUL is refused
+    everywhere (a pattern), and stripped fields say so (non-empty ones also by a pattern)."""
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
+    for name, prop in schema.get("properties", {}).items():
+        field = fields.get(name)
+        stripped = _stripped(field) if field is not None else None
+        for text in _string_schemas(prop):
+            if stripped is not None:
+                if (stripped.min_length or 0) > 0 and "pattern" not in text:
+                    text["pattern"] = NOT_BLANK
+                if STRIPPED not in text.get("description", ""):
+                    text["description"] = f"{text.get('description', '')} {STRIPPED}".strip()
+            text.setdefault("pattern", NO_NUL)
+
+
+def document_nul_in_url(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Say of every path and query parameter that NUL is refused (see refuse_nul_in_url)."""
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") in ("path", "query"):
+                    for text in _string_schemas(parameter.get("schema")):
+                        text.setdefault("pattern", NO_NUL)
+    return openapi
 
 
 async def refuse_nul_in_url(request: Request) -> None:
