@@ -12,6 +12,7 @@ Each run draws a seed and prints it; `TIDINGS_FUZZ_SEED=<seed>` replays that run
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,7 @@ def test_the_api_answers_as_its_schema_says(target: Target, identity: str) -> No
             continue
         fuzzed += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            started = time.monotonic()
             try:
                 _fuzz(operation, mode, target, session, seed)
             except Unsatisfiable:
@@ -231,6 +233,7 @@ def test_the_api_answers_as_its_schema_says(target: Target, identity: str) -> No
                 assert mode is GenerationMode.NEGATIVE, operation.label
             except Exception as exc:  # every failure of every operation, reported at once
                 failures.append(f"{operation.label} ({mode.value}):\n{exc}")
+            print(f"{operation.label} ({mode.value}): {time.monotonic() - started:.1f} s")
     assert fuzzed >= 30, "the schema lost its operations"
     # The exclusions held: the identity the fuzzer used is still signed in.
     me = session.get(f"{target.base_url}/auth/me", timeout=REQUEST_TIMEOUT_SECONDS)
