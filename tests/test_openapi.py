@@ -6,6 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import schemathesis
+from schemathesis.specs.openapi.checks import content_type_conformance as content_type
+from schemathesis.specs.openapi.checks import response_schema_conformance as response_schema
+from schemathesis.specs.openapi.checks import status_code_conformance as status
 
 from tests.world import World
 from tidings.schemas import NO_NUL, NO_NUL_PARAMETER, NOT_BLANK, STRIPPED
@@ -84,3 +88,15 @@ async def test_the_server_refuses_what_the_patterns_refuse(world: World) -> None
     [error] = r.json()["error"]
     assert (error["path"], error["type"]) == (["query", "channelId"], "string_nul_character")
     assert (await admin.get("/workspace")).json()["name"] == "Acme"
+
+
+async def test_an_unhealthy_health_answers_as_documented(client: httpx.AsyncClient) -> None:
+    # No worker runs beside this app: /health is 503, with the body its schema describes.
+    spec = (await client.get("/openapi.json")).json()
+    r = await client.get("/health")
+    assert r.status_code == 503, r.text
+    assert r.json()["status"] == "unavailable"
+    assert r.json()["problems"][0].startswith("no worker has a fresh heartbeat")
+    operation = schemathesis.openapi.from_dict(spec)["/health"]["GET"]
+    # Every check of the fuzzer but not_a_server_error: this 503 is the point.
+    operation.Case().validate_response(r, checks=[status, content_type, response_schema])

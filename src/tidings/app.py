@@ -5,13 +5,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -176,6 +177,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"message": "internal error"}, status_code=500)
 
 
+class HealthReport(BaseModel):
+    """What /health answers; an unreachable database leaves only status and database."""
+
+    status: Literal["ok", "unavailable"]
+    database: str
+    version: str | None = None
+    workers: int | None = None
+    heartbeatAgeSeconds: float | None = None
+    oldestOverdueSeconds: float | None = None
+    tasksDue: int | None = None
+    problems: list[str] | None = None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines and clients are created when it starts, closed when it stops."""
     settings = settings or Settings()
@@ -232,7 +246,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workspace_router)
     web_pages.install(app)
 
-    @app.get("/health", tags=["operations"])
+    @app.get(
+        "/health",
+        tags=["operations"],
+        responses={
+            200: {"model": HealthReport, "description": "Healthy"},
+            503: {"model": HealthReport, "description": "Unhealthy: `problems` says why"},
+        },
+    )
     async def health(state: StateDep) -> JSONResponse:
         """Liveness: the database answers, a worker is alive, and due work is picked up."""
         settings = state.settings

@@ -169,4 +169,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": MessageBody, "description": "Not found in this workspace"},
     409: {"model": MessageBody, "description": "Not allowed in the current status"},
     422: {"model": ShapeErrorBody, "description": "The request does not fit its schema"},
+    503: {"model": MessageBody, "description": "The database is unavailable; try again"},
 }
