@@ -219,18 +219,49 @@ async def test_unknown_route_is_404_with_message(api: httpx.AsyncClient) -> None
     assert assert_message(await api.post("/nope", json={}), 404) == {"message": "Not Found"}
 
 
-async def test_wrong_method_is_405_with_message(api: httpx.AsyncClient) -> None:
+async def test_an_id_ending_in_an_encoded_slash_is_not_redirected(
+    api: httpx.AsyncClient,
+) -> None:
+    post_id = await new_draft(api, notes="kept")
+    # `%2F` is part of the id, not a trailing slash: no post has that id, and the request is
+    # not redirected to the post whose id it ends with.
+    for method in ("GET", "PATCH", "DELETE"):
+        r = await api.request(method, f"/scheduled-posts/{post_id}%2F", json={"notes": "x"})
+        assert assert_message(r, 404) == {"message": "Not Found"}, method
+    r = await api.post(f"/scheduled-posts/{post_id}%2f/submit-for-approval")
+    assert assert_message(r, 404) == {"message": "Not Found"}
+    r = await api.get(f"/scheduled-posts/{post_id}")
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["notes"], r.json()["revision"]) == ("DRAFT", "kept", 1)
+
+
+async def test_a_trailing_slash_redirects_to_the_path_without_it(api: httpx.AsyncClient) -> None:
+    r = await api.get("/scheduled-posts/?limit=5")
+    assert r.status_code == 307, r.text
+    assert r.headers["location"] == "/scheduled-posts?limit=5"
+    post_id = await new_draft(api)
+    r = await api.get(f"/scheduled-posts/{post_id}/")
+    assert r.status_code == 307, r.text
+    assert r.headers["location"] == f"/scheduled-posts/{post_id}"
+    assert assert_message(await api.get("/nope/"), 404) == {"message": "Not Found"}
+
+
+async def test_wrong_method_is_405_naming_every_method_of_the_path(
+    api: httpx.AsyncClient,
+) -> None:
     for method, url, allowed in [
-        ("PUT", "/scheduled-posts", {"GET", "POST"}),
-        ("DELETE", "/scheduled-posts", {"GET", "POST"}),
-        ("GET", "/scheduled-posts/post_X/cancel", {"POST"}),
-        ("POST", "/health", {"GET"}),
+        ("PUT", "/scheduled-posts", "GET, POST"),
+        ("DELETE", "/scheduled-posts", "GET, POST"),
+        # Three routes share this path; Starlette's own 405 named only the first (GET).
+        ("PUT", "/scheduled-posts/post_X", "DELETE, GET, PATCH"),
+        ("POST", "/scheduled-posts/post_X", "DELETE, GET, PATCH"),
+        ("GET", "/scheduled-posts/post_X/cancel", "POST"),
+        ("POST", "/health", "GET"),
+        ("POST", "/members/usr_X", "DELETE, PATCH"),
     ]:
         r = await api.request(method, url)
         assert assert_message(r, 405) == {"message": "Method Not Allowed"}
-        # Starlette names only the first route matching the path, so `allowed` may be partial.
-        assert {m.strip() for m in r.headers["allow"].split(",")} <= allowed
-        assert method not in r.headers["allow"]
+        assert r.headers["allow"] == allowed, (method, url)
 
 
 async def test_unknown_post_is_404_everywhere(api: httpx.AsyncClient, world: World) -> None:

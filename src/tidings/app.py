@@ -6,18 +6,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -41,7 +43,7 @@ from tidings.publishing.worker import Worker, engine_config, platform_context
 from tidings.sandbox.endpoints import router as sandbox_router
 from tidings.scheduled_posts.endpoints import router as scheduled_posts_router
 from tidings.scheduled_posts.lifecycle import Actor
-from tidings.schemas import ERROR_RESPONSES, refuse_nul_in_url
+from tidings.schemas import ERROR_RESPONSES, document_nul_in_url, refuse_nul_in_url
 from tidings.state import AppState
 from tidings.timefmt import utcnow
 from tidings.web import pages as web_pages
@@ -53,6 +55,9 @@ _UNPARSABLE_BODY = "There was an error parsing the body"
 
 def _jsonable(value: Any) -> Any:
     """Pydantic error contexts can hold exceptions and other objects: keep JSON, else str."""
+    if isinstance(value, BaseException):
+        # jsonable_encoder would render an exception as {}, losing what it says.
+        return str(value)
     try:
         return jsonable_encoder(value)
     except (TypeError, ValueError):
@@ -77,6 +82,53 @@ def _validation_error(exc: RequestValidationError) -> dict[str, Any]:
     return {"error": errors}
 
 
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _methods_of(request: Request, path: str) -> list[str]:
+    """The methods some route (not a mount) answers at `path`, asked of each route as the
+    router asks it; Starlette's 405 names only the first route matching the path."""
+    found = []
+    for method in METHODS:
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+            "query_string": b"",
+        }
+        for route in request.app.router.routes:
+            if isinstance(route, Mount):
+                continue
+            if route.matches(scope)[0] is Match.FULL:
+                found.append(method)
+                break
+    return found
+
+
+def _allowed_methods(request: Request) -> str:
+    """The Allow header of a 405: every method of every route of the path."""
+    return ", ".join(_methods_of(request, request.url.path))
+
+
+def _slashless(request: Request) -> str | None:
+    """Where a path written with a trailing slash lives without it, if it does.
+
+    Starlette's own redirect (turned off in create_app) looks at the decoded path, so an id
+    ending in an encoded slash (`/scheduled-posts/abc%2F`) was redirected to another id.
+    """
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    raw_path = raw.split(b"?", 1)[0]
+    if not raw_path.endswith(b"/") or raw_path == b"/":
+        return None
+    path = request.url.path.rstrip("/")
+    if not _methods_of(request, path):
+        return None
+    query = request.url.query
+    return f"{path}?{query}" if query else path
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as `{"message"}` or the 422 `{"error": [...]}` shape, never a trace."""
 
@@ -92,14 +144,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        elif exc.status_code == 404 and (slashless := _slashless(request)) is not None:
+            return RedirectResponse(slashless, status_code=307)
         if web_pages.is_web(request):
-            return web_pages.error_page(request, exc.status_code, str(exc.detail))
+            page = web_pages.error_page(request, exc.status_code, str(exc.detail))
+            page.headers.update(headers)
+            return page
         if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
             # FastAPI's own answer to a body it cannot decode (not UTF-8, absurd nesting).
             error = RequestShapeError("the body is not valid JSON", [], "json_invalid")
             return JSONResponse(error.body(), status_code=422)
         return JSONResponse(
-            {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+            {"message": str(exc.detail)}, status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(StaleDataError)
@@ -196,6 +255,19 @@ class TidingsAPI(FastAPI):
         return SecurityHeaders(super().build_middleware_stack())
 
 
+class HealthReport(BaseModel):
+    """What /health answers; an unreachable database leaves only status and database."""
+
+    status: Literal["ok", "unavailable"]
+    database: str
+    version: str | None = None
+    workers: int | None = None
+    heartbeatAgeSeconds: float | None = None
+    oldestOverdueSeconds: float | None = None
+    tasksDue: int | None = None
+    problems: list[str] | None = None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines and clients are created when it starts, closed when it stops."""
     settings = settings or Settings()
@@ -250,6 +322,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_docs(app, title=app.title)
+    generate_openapi = app.openapi
+    app.openapi = lambda: document_nul_in_url(generate_openapi())  # type: ignore[method-assign]
+    # Trailing slashes are redirected by the 404 handler, which sees the path as sent.
+    app.router.redirect_slashes = False
     install_error_handlers(app)
     if settings.trusted_proxy_list:
         # The client's address and scheme as the reverse proxy saw them (sign-ins are
@@ -267,7 +343,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(links_router)
     web_pages.install(app)
 
-    @app.get("/health", tags=["operations"])
+    @app.get(
+        "/health",
+        tags=["operations"],
+        responses={
+            200: {"model": HealthReport, "description": "Healthy"},
+            503: {"model": HealthReport, "description": "Unhealthy: `problems` says why"},
+        },
+    )
     async def health(state: StateDep) -> JSONResponse:
         """Liveness: the database answers, a worker is alive, and due work is picked up."""
         settings = state.settings

@@ -6,6 +6,7 @@ the rule and, for a channel's rule, the channel; on every way into WAITING_FOR_A
 A refused request changes nothing in the database.
 """
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -735,18 +736,45 @@ async def test_patch_with_stale_if_match_is_409(world: World) -> None:
     assert await snapshot(world, post["id"]) == before
 
 
-async def test_if_match_must_be_a_number(world: World) -> None:
+@pytest.mark.parametrize("value", ["abc", '"1', '1"', "W/1", "1e3", "-1", "1" * 19, "*, 1"])
+async def test_if_match_must_be_a_revision_number(world: World, value: str) -> None:
     api = world.api()
     post = await create(api, world.post_body())
     before = await snapshot(world, post["id"])
 
     r = await api.patch(
-        f"/scheduled-posts/{post['id']}", json={"notes": "x"}, headers={"If-Match": "abc"}
+        f"/scheduled-posts/{post['id']}", json={"notes": "x"}, headers={"If-Match": value}
     )
 
     assert r.status_code == 422, r.text
-    assert r.json()["error"][0]["path"] == ["header", "If-Match"]
+    [error] = r.json()["error"]
+    assert (error["path"], error["type"]) == (["header", "If-Match"], "string_pattern_mismatch")
     assert await snapshot(world, post["id"]) == before
+
+
+async def test_if_match_star_is_any_revision(world: World) -> None:
+    api = world.api()
+    post = await create(api, world.post_body())
+    assert (await api.patch(f"/scheduled-posts/{post['id']}", json={"notes": "1"})).is_success
+
+    r = await api.patch(
+        f"/scheduled-posts/{post['id']}", json={"notes": "2"}, headers={"If-Match": "*"}
+    )
+
+    assert r.status_code == 200, r.text
+    assert (r.json()["notes"], r.json()["revision"]) == ("2", post["revision"] + 2)
+
+
+async def test_the_schema_gives_the_shape_of_if_match(world: World) -> None:
+    spec = (await world.anonymous().get("/openapi.json")).json()
+    [header] = [
+        p for p in spec["paths"]["/scheduled-posts/{post_id}"]["patch"]["parameters"]
+        if p["name"] == "If-Match"
+    ]  # fmt: skip
+    [shape] = [s for s in header["schema"]["anyOf"] if s.get("type") == "string"]
+    pattern = re.compile(shape["pattern"])
+    assert [v for v in ("7", '"7"', 'W/"7"', "*") if pattern.match(v)] == ["7", '"7"', 'W/"7"', "*"]
+    assert not any(pattern.match(v) for v in ("abc", '"7', "W/7", "7,8"))
 
 
 ActionCall = Callable[[httpx.AsyncClient, str, dict[str, str]], Awaitable[httpx.Response]]

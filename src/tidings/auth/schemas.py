@@ -3,10 +3,11 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from tidings.auth.scopes import Scope, Signing
 from tidings.schemas import RequestModel
+from tidings.workspaces.service import check_timezone
 
 
 class LoginRequest(RequestModel):
@@ -77,7 +78,14 @@ class ApiKeyIssued(BaseModel):
     token: str
 
 
-OwnTimezone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+def _own_timezone(name: str) -> str:
+    return check_timezone(name) if name else name
+
+
+# A bad zone is a request-shape error (422), as everywhere; empty follows the workspace's.
+OwnTimezone = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_own_timezone)
+]
 
 
 class OwnSettings(RequestModel):

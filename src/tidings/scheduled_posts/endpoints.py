@@ -93,23 +93,25 @@ def to_document(post: ScheduledPost) -> ScheduledPostOut:
     )
 
 
+# The revision, bare or as an entity tag (`7`, `"7"`, `W/"7"`), or `*` for any revision.
+IF_MATCH = r'^[ \t]*(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})[ \t]*$'
+
+
 def _expected_revision(if_match: str | None) -> int | None:
+    """The revision an If-Match header names (its shape is checked by IF_MATCH); * is none."""
     if if_match is None:
         return None
     text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise RequestShapeError(
-            "If-Match must be the post's revision number", ["header", "If-Match"], "int_parsing"
-        )
-    return int(text)
+    return None if text == "*" else int(text)
 
 
 IfMatch = Annotated[
     str | None,
     Header(
         alias="If-Match",
-        description="Optional: the revision you last read; the change is refused (409) "
-        "if the post has changed since.",
+        pattern=IF_MATCH,
+        description='Optional: the revision you last read (`7`, `"7"` or `W/"7"`; `*` for '
+        "any); the change is refused (409) if the post has changed since.",
     ),
 ]
 

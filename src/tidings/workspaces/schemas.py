@@ -3,12 +3,18 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from tidings.schemas import RequestModel
+from tidings.workspaces.service import check_timezone
 
 RoleName = Literal["owner", "admin", "editor", "reviewer", "viewer"]
-TimezoneName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# A bad zone is a request-shape error (422), as it is on a post.
+TimezoneName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(check_timezone),
+]
 
 
 class MemberOut(BaseModel):
