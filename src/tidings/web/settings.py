@@ -66,7 +66,11 @@ async def _page(
     keys = await auth_service.list_api_keys(session, viewer.principal) if viewer.manages else []
     apps = await channel_service.list_apps(session, viewer.workspace_id) if viewer.manages else []
     pending = (
-        await invitations.list_pending(session, viewer.principal, utcnow())
+        await every_page(
+            lambda cursor: invitations.list_pending(
+                session, viewer.principal, utcnow(), limit=MAX_PAGE, cursor=cursor
+            )
+        )
         if viewer.manages
         else []
     )

@@ -23,6 +23,7 @@ from tidings.auth.principal import AuthMethod, Principal
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.mail import Mailer
+from tidings.paging import keyset, page_of
 from tidings.workspaces.models import Invitation, Membership, Role, Workspace
 from tidings.workspaces.service import (
     Member,
@@ -117,31 +118,24 @@ async def invite(
 
 
 async def list_pending(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
-    *,
-    limit: int | None = None,
-    before: str | None = None,
-) -> list[Invitation]:
-    """The workspace's invitations not yet accepted, revoked or expired, newest first (ids
-    are time-ordered): at most `limit`, made before the invitation `before` if given."""
+    session: AsyncSession, principal: Principal, now: datetime, *, limit: int, cursor: str | None
+) -> tuple[list[Invitation], str | None]:
+    """A page of the workspace's invitations not yet accepted, revoked or expired, newest
+    first (ids are time-ordered), and the cursor of the next page."""
     authorize_manage_members(principal)
-    query = (
-        select(Invitation)
-        .where(
+    query = keyset(
+        select(Invitation).where(
             Invitation.workspace_id == principal.workspace_id,
             Invitation.accepted_at.is_(None),
             Invitation.revoked_at.is_(None),
             Invitation.expires_at > now,
-        )
-        .order_by(Invitation.id.desc())
+        ),
+        Invitation.id,
+        limit=limit,
+        cursor=cursor,
+        descending=True,
     )
-    if before is not None:
-        query = query.where(Invitation.id < before)
-    if limit is not None:
-        query = query.limit(limit)
-    return list((await session.execute(query)).scalars())
+    return page_of((await session.execute(query)).scalars().all(), limit, lambda i: i.id)
 
 
 async def revoke(
