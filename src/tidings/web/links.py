@@ -16,7 +16,7 @@ from tidings.db.session import SessionDep
 from tidings.errors import BadRequest, Forbidden, TidingsError
 from tidings.timefmt import utcnow
 from tidings.web.deps import Viewer, checked_form, sign_in_url, viewer_of
-from tidings.web.render import redirect, render
+from tidings.web.render import redirect, render, sentence
 from tidings.workspaces import invitations, passwords
 from tidings.workspaces import service as workspace_service
 
@@ -102,9 +102,8 @@ async def accept_invitation(
             raise
         # Something the person can fix here (a short password, the wrong account).
         await session.rollback()
-        message = exc.message[:1].upper() + exc.message[1:]
         return await _invitation_page(
-            request, session, token, error=message, status_code=exc.status_code
+            request, session, token, error=sentence(exc.message), status_code=exc.status_code
         )
     workspace = (
         await workspace_service.get_workspace(session, member.membership.workspace_id)
@@ -162,8 +161,9 @@ async def reset_password(
         user = await passwords.use_reset(session, token, password[:1024], utcnow())
     except BadRequest as exc:
         await session.rollback()
-        message = exc.message[:1].upper() + exc.message[1:]
-        return await _reset_page(request, session, token, error=message, status_code=400)
+        return await _reset_page(
+            request, session, token, error=sentence(exc.message), status_code=400
+        )
     response = redirect(
         "/app/signin", f"Password set for {user.email}: sign in with it. Other sign-ins ended."
     )

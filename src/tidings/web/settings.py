@@ -22,7 +22,7 @@ from tidings.paging import MAX_PAGE, every_page
 from tidings.timefmt import utcnow
 from tidings.web.channels import PLATFORM_NAMES
 from tidings.web.deps import CurrentViewer, Viewer, checked_form
-from tidings.web.render import redirect, render
+from tidings.web.render import redirect, render, sentence
 from tidings.workspaces import invitations, passwords
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Role
@@ -117,7 +117,7 @@ async def _refused(session: AsyncSession, exc: TidingsError, anchor: str) -> Res
     if isinstance(exc, Forbidden):
         raise exc
     await session.rollback()
-    return redirect(f"{PAGE}#{anchor}", exc.message[:1].upper() + exc.message[1:], kind="error")
+    return redirect(f"{PAGE}#{anchor}", sentence(exc.message), kind="error")
 
 
 @router.post(f"{PAGE}/invitations", response_class=HTMLResponse)
@@ -232,9 +232,7 @@ async def change_password(request: Request, viewer: CurrentViewer, session: Sess
         if isinstance(exc, Forbidden):
             # A wrong current password is the person's to fix, not a forbidden action.
             await session.rollback()
-            return redirect(
-                f"{PAGE}#password", exc.message[:1].upper() + exc.message[1:], kind="error"
-            )
+            return redirect(f"{PAGE}#password", sentence(exc.message), kind="error")
         return await _refused(session, exc, "password")
     return redirect(f"{PAGE}#password", "Password changed. Your other sign-ins have ended.")
 
