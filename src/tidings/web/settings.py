@@ -116,6 +116,11 @@ async def _refused(session: AsyncSession, exc: TidingsError, anchor: str) -> Res
     A forbidden action stays an error page (the page never offered it)."""
     if isinstance(exc, Forbidden):
         raise exc
+    return await _said(session, exc, anchor)
+
+
+async def _said(session: AsyncSession, exc: TidingsError, anchor: str) -> Response:
+    """A refusal said on the page at `anchor`, with nothing of the action kept."""
     await session.rollback()
     return redirect(f"{PAGE}#{anchor}", sentence(exc.message), kind="error")
 
@@ -231,8 +236,7 @@ async def change_password(request: Request, viewer: CurrentViewer, session: Sess
     except TidingsError as exc:
         if isinstance(exc, Forbidden):
             # A wrong current password is the person's to fix, not a forbidden action.
-            await session.rollback()
-            return redirect(f"{PAGE}#password", sentence(exc.message), kind="error")
+            return await _said(session, exc, "password")
         return await _refused(session, exc, "password")
     return redirect(f"{PAGE}#password", "Password changed. Your other sign-ins have ended.")
 
