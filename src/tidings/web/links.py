@@ -32,6 +32,13 @@ def _private(response: Response) -> Response:
     return response
 
 
+def _confirmed(password: str, confirmation: str) -> str:
+    """A new password typed twice, as far as a password may go (400 if the two differ)."""
+    if password != confirmation:
+        raise BadRequest("the password and its confirmation differ")
+    return password[:1024]
+
+
 async def _viewer(request: Request, session: SessionDep) -> Viewer | None:
     """Who is signed in on this browser, if anyone (these pages do not require it)."""
     token = request.cookies.get(SESSION_COOKIE)
@@ -88,12 +95,11 @@ async def accept_invitation(
     if viewer is not None:
         await checked_form(request, viewer)
     try:
-        if viewer is None and password != confirm_password:
-            raise BadRequest("the password and its confirmation differ")
+        chosen = _confirmed(password, confirm_password) if viewer is None else password[:1024]
         member = await invitations.accept(
             session,
             token=token,
-            password=password[:1024] or None,
+            password=chosen or None,
             principal=viewer.principal if viewer else None,
             now=utcnow(),
         )
@@ -156,9 +162,9 @@ async def reset_password(
     confirm_password: Annotated[str, Form()] = "",
 ) -> Response:
     try:
-        if password != confirm_password:
-            raise BadRequest("the password and its confirmation differ")
-        user = await passwords.use_reset(session, token, password[:1024], utcnow())
+        user = await passwords.use_reset(
+            session, token, _confirmed(password, confirm_password), utcnow()
+        )
     except BadRequest as exc:
         await session.rollback()
         return await _reset_page(
