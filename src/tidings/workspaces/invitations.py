@@ -21,7 +21,7 @@ from tidings.auth.principal import AuthMethod, Principal
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.mail import Mailer
-from tidings.paging import keyset, page_of
+from tidings.paging import entity_page
 from tidings.workspaces.models import Invitation, Membership, Role, Workspace
 from tidings.workspaces.service import (
     Member,
@@ -111,7 +111,8 @@ async def list_pending(
     """A page of the workspace's invitations not yet accepted, revoked or expired, newest
     first (ids are time-ordered), and the cursor of the next page."""
     authorize_manage_members(principal)
-    query = keyset(
+    return await entity_page(
+        session,
         select(Invitation).where(
             Invitation.workspace_id == principal.workspace_id,
             Invitation.accepted_at.is_(None),
@@ -123,7 +124,6 @@ async def list_pending(
         cursor=cursor,
         descending=True,
     )
-    return page_of((await session.execute(query)).scalars().all(), limit, lambda i: i.id)
 
 
 async def revoke(
