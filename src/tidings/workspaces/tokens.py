@@ -1,7 +1,6 @@
 """Single-use links (invitations, password resets): the link carries a random token, and
 only its SHA-256 is stored, so a copy of the database cannot be turned back into links."""
 
-import hashlib
 import secrets
 from typing import TypeVar
 
@@ -9,16 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from tidings.crypto import token_hash
+
 L = TypeVar("L")
 
 
-def token_hash(token: str) -> str:
-    """What is stored of a link's token: its SHA-256 (the token has 256 random bits)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def new_token() -> tuple[str, str]:
-    """A fresh link token and its hash."""
+    """A fresh link token (256 random bits) and its hash."""
     token = secrets.token_urlsafe(32)
     return token, token_hash(token)
 
