@@ -178,6 +178,20 @@ class World:
         body.update(overrides)
         return body
 
+    async def approved_for(self, due: datetime) -> str:
+        """A post the key submits for approval and the reviewer approves for `due`: its id."""
+        r = await self.api().post(
+            "/scheduled-posts", json=self.post_body(status="WAITING_FOR_APPROVAL")
+        )
+        assert r.status_code == 201, r.text
+        post_id: str = r.json()["id"]
+        reviewer = await self.person("reviewer")
+        r = await reviewer.post(
+            f"/scheduled-posts/{post_id}/approve", json={"scheduledFor": due.isoformat()}
+        )
+        assert r.status_code == 200, r.text
+        return post_id
+
     @classmethod
     @asynccontextmanager
     async def build(cls, app: FastAPI, name: str = "Acme") -> AsyncIterator["World"]:

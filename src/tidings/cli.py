@@ -83,21 +83,12 @@ def _fail(message: str, *, as_json: bool) -> NoReturn:
 def _run(work: Callable[[AsyncSession, Settings], Awaitable[T]], *, as_json: bool) -> T:
     """Run one unit of work in one transaction against the configured database."""
     settings = _settings()
-    url = settings.resolved_database_url
-    migrations.upgrade(url)
 
-    async def main() -> T:
-        db = Database.connect(url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-        try:
-            async with db.transaction() as session:
-                return await work(session, settings)
-        finally:
-            await db.dispose()
+    async def in_transaction(db: Database) -> T:
+        async with db.transaction() as session:
+            return await work(session, settings)
 
-    try:
-        return asyncio.run(main())
-    except TidingsError as exc:
-        _fail(exc.message, as_json=as_json)
+    return _with_database(settings, in_transaction, as_json=as_json)
 
 
 def _emit(result: dict[str, Any], as_json: bool, human: str) -> None:

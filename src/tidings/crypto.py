@@ -1,12 +1,21 @@
-"""Encryption of secrets at rest (API key secrets, platform tokens, platform app secrets)."""
+"""Secrets at rest: encryption of those Tidings must read back (API key secrets, platform
+tokens, platform app secrets), and the hash kept of random tokens it only has to recognise
+(sign-in sessions, invitation and reset links, OAuth states)."""
 
 import base64
+import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tidings.config import split_keys
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a random token: its hex SHA-256 (the token has enough random bits
+    that a hash without salt or stretching cannot be reversed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _fernet(secret_key: str) -> Fernet:

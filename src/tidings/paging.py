@@ -13,6 +13,7 @@ from typing import Annotated, TypeVar, TypeVarTuple
 
 from fastapi import Query
 from sqlalchemy import ColumnElement, Select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from tidings.errors import RequestShapeError
@@ -72,6 +73,22 @@ def page_of(
         page = list(rows[:limit])
         return page, encode_cursor(key_of(page[-1]))
     return list(rows), None
+
+
+async def entity_page(
+    session: AsyncSession,
+    query: Select[T],
+    key: InstrumentedAttribute[str],
+    *,
+    limit: int,
+    cursor: str | None,
+    descending: bool = False,
+) -> tuple[list[T], str | None]:
+    """The page after `cursor` of the rows `query` selects (one entity each), ordered by
+    their attribute `key` (unique per row, such as the id), and the next page's cursor."""
+    paged = keyset(query, key, limit=limit, cursor=cursor, descending=descending)
+    rows = (await session.execute(paged)).scalars().all()
+    return page_of(rows, limit, lambda row: str(getattr(row, key.key)))
 
 
 async def every_page(

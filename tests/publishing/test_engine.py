@@ -235,16 +235,8 @@ async def test_a_post_due_too_long_ago_is_missed_not_published(world: World) -> 
 
 
 async def test_a_post_approved_for_a_time_publishes_at_that_time(world: World) -> None:
-    r = await world.api().post(
-        "/scheduled-posts", json=world.post_body(status="WAITING_FOR_APPROVAL")
-    )
-    post_id = r.json()["id"]
     due = datetime.now(UTC) + timedelta(seconds=1.5)
-    reviewer = await world.person("reviewer")
-    r = await reviewer.post(
-        f"/scheduled-posts/{post_id}/approve", json={"scheduledFor": due.isoformat()}
-    )
-    assert r.status_code == 200, r.text
+    await world.approved_for(due)
     await worker(world).run_until_idle()
     [live] = await feed(world, world.channel_id)
     published = datetime.fromisoformat(live["publishedAt"])

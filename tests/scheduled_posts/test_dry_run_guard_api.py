@@ -225,17 +225,8 @@ async def test_drip_dry_runs_of_one_workspace_stall_nothing_of_another(
     due in the middle, is published: A's answers all come within 1 s, the post on time."""
     stop = asyncio.Event()
     publisher = asyncio.create_task(Worker(world.db, config=FAST, name="w-iso").run(stop))
-    r = await world.api().post(
-        "/scheduled-posts", json=world.post_body(status="WAITING_FOR_APPROVAL")
-    )
-    assert r.status_code == 201, r.text
-    post_id = r.json()["id"]
     due = datetime.now(UTC) + timedelta(seconds=2.5)
-    reviewer = await world.person("reviewer")
-    r = await reviewer.post(
-        f"/scheduled-posts/{post_id}/approve", json={"scheduledFor": due.isoformat()}
-    )
-    assert r.status_code == 200, r.text
+    post_id = await world.approved_for(due)
     try:
         async with World.build(world.app, name="B") as b:
             body = b.post_body(media=f"{drip.url}/a.jpg")

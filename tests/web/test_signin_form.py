@@ -4,7 +4,6 @@ rendered, a post from another site is refused, and the sign-in form is throttled
 API's."""
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -30,12 +29,9 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def tab(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client that keeps its cookies, like a browser tab."""
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://tidings.test"
-    ) as c:
-        yield c
+def tab(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The app's client without credentials: it keeps its cookies, like a browser tab."""
+    return client
 
 
 def _token(page: httpx.Response) -> str:

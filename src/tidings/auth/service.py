@@ -16,7 +16,7 @@ from tidings.auth.models import ApiKey, UsedSignature, User, UserSession
 from tidings.auth.passwords import verify_password
 from tidings.auth.principal import AuthMethod, Principal
 from tidings.auth.scopes import DEFAULT_SCOPES, Scope, Signing, ordered
-from tidings.crypto import SecretBox
+from tidings.crypto import SecretBox, token_hash
 from tidings.db.engine import Database
 from tidings.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from tidings.ids import new_id
@@ -229,10 +229,6 @@ async def authenticate_bearer(session: AsyncSession, box: SecretBox, token: str)
     return _key_principal(key, AuthMethod.BEARER)
 
 
-def _session_token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class NewSession:
     token: str
@@ -304,7 +300,7 @@ async def start_session(
         )
     token = secrets.token_urlsafe(32)
     record = UserSession(
-        token_hash=_session_token_hash(token),
+        token_hash=token_hash(token),
         user_id=user_id,
         workspace_id=membership.workspace_id,
         csrf_token=secrets.token_urlsafe(32),
@@ -332,7 +328,7 @@ async def authenticate_session(
     session: AsyncSession, token: str, now: datetime
 ) -> ActiveSession | None:
     """The signed-in person behind a session cookie, or None when it is unknown or expired."""
-    record = await session.get(UserSession, _session_token_hash(token))
+    record = await session.get(UserSession, token_hash(token))
     if record is None or record.expires_at <= now:
         return None
     membership = await session.get(Membership, (record.workspace_id, record.user_id))

@@ -45,7 +45,7 @@ from tidings.channels.models import (
 )
 from tidings.channels.service import ensure_room_for_channel
 from tidings.config import Settings
-from tidings.crypto import SecretBox
+from tidings.crypto import SecretBox, token_hash
 from tidings.errors import BadRequest, Forbidden
 from tidings.ids import new_id
 from tidings.platforms import get_platform
@@ -57,10 +57,6 @@ from tidings.scheduled_posts.lifecycle import Actor
 STATE_LIFETIME = timedelta(minutes=10)
 CHOICE_LIFETIME = timedelta(minutes=10)
 CONNECTABLE = frozenset(FLOWS)
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def redirect_uri(settings: Settings, platform: str) -> str:
@@ -118,7 +114,7 @@ async def start(
     verifier = secrets.token_urlsafe(64) if flow.pkce else None
     session.add(
         OAuthState(
-            state_hash=_hash(state),
+            state_hash=token_hash(state),
             workspace_id=principal.workspace_id,
             session_hash=session_token_hash,
             platform=platform,
@@ -168,7 +164,7 @@ async def check_callback(
     _authorize(principal, platform)
     if not state:
         raise BadRequest("the platform sent no state: start connecting again")
-    pending = await session.get(OAuthState, _hash(state))
+    pending = await session.get(OAuthState, token_hash(state))
     if (
         pending is None
         or pending.session_hash != session_token_hash
@@ -263,7 +259,7 @@ async def complete(
         )
     token = secrets.token_urlsafe(32)
     pending = PendingConnection(
-        token_hash=_hash(token),
+        token_hash=token_hash(token),
         workspace_id=principal.workspace_id,
         session_hash=session_token_hash,
         platform=consent.platform,
@@ -305,7 +301,7 @@ async def choose(
     """Connect the chosen `(platform, account id)` pairs among those a consent offered to
     this sign-in; the offer is spent by the choice."""
     _authorize(principal, platform)
-    pending = await session.get(PendingConnection, _hash(connection_id))
+    pending = await session.get(PendingConnection, token_hash(connection_id))
     if (
         pending is None
         or pending.session_hash != session_token_hash

@@ -14,7 +14,7 @@ from tidings.crypto import SecretBox
 from tidings.db.engine import Database
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
-from tidings.paging import MAX_PAGE, every_page, keyset, page_of
+from tidings.paging import MAX_PAGE, entity_page, every_page
 from tidings.platforms import PLATFORMS
 from tidings.platforms.base import ChannelFacts, PlatformContext, Problem
 from tidings.platforms.store import Credentials, next_refresh
@@ -131,13 +131,13 @@ async def list_channels(
     session: AsyncSession, workspace_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[Channel], str | None]:
     """A page of the workspace's channels, oldest first."""
-    query = keyset(
+    return await entity_page(
+        session,
         select(Channel).where(Channel.workspace_id == workspace_id),
         Channel.id,
         limit=limit,
         cursor=cursor,
     )
-    return page_of((await session.execute(query)).scalars().all(), limit, lambda c: c.id)
 
 
 async def all_channels(session: AsyncSession, workspace_id: str) -> list[Channel]:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.db.engine import Database
 from tidings.ids import new_id
-from tidings.paging import keyset, page_of
+from tidings.paging import entity_page
 from tidings.sandbox.models import SandboxCall, SandboxPost
 
 
@@ -106,11 +106,11 @@ async def feed(
     newest_first: bool = False,
 ) -> tuple[list[SandboxPost], str | None]:
     """A page of what the channel's feed shows, oldest first unless `newest_first`."""
-    query = keyset(
+    return await entity_page(
+        session,
         select(SandboxPost).where(SandboxPost.channel_id == channel_id),
         SandboxPost.id,
         limit=limit,
         cursor=cursor,
         descending=newest_first,
     )
-    return page_of((await session.execute(query)).scalars().all(), limit, lambda p: p.id)

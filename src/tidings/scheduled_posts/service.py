@@ -14,7 +14,7 @@ from tidings.channels.service import channels_by_id, facts
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound, RequestShapeError
 from tidings.fetch import FetchPolicy
 from tidings.ids import new_id
-from tidings.paging import keyset, page_of
+from tidings.paging import entity_page
 from tidings.platforms import get_platform
 from tidings.platforms.base import (
     ChannelFacts,
@@ -508,9 +508,9 @@ async def list_posts(
         query = query.where(ScheduledPost.scheduled_for >= filters.scheduled_from)
     if filters.scheduled_to is not None:
         query = query.where(ScheduledPost.scheduled_for < filters.scheduled_to)
-    query = keyset(query, ScheduledPost.id, limit=limit, cursor=cursor, descending=True)
-    posts = (await session.execute(query)).scalars().all()
-    return page_of(posts, limit, lambda p: p.id)
+    return await entity_page(
+        session, query, ScheduledPost.id, limit=limit, cursor=cursor, descending=True
+    )
 
 
 async def list_events(
@@ -518,13 +518,13 @@ async def list_events(
 ) -> tuple[list[PostEvent], str | None]:
     """A page of the post's audit trail, oldest first."""
     await get_post(session, workspace_id, post_id)
-    query = keyset(
+    return await entity_page(
+        session,
         select(PostEvent).where(PostEvent.post_id == post_id),
         PostEvent.id,
         limit=limit,
         cursor=cursor,
     )
-    return page_of((await session.execute(query)).scalars().all(), limit, lambda e: e.id)
 
 
 async def list_attempts(
@@ -532,13 +532,13 @@ async def list_attempts(
 ) -> tuple[list[PublishAttempt], str | None]:
     """A page of the publishing ledger of a post: every platform call, oldest first."""
     await get_post(session, workspace_id, post_id)
-    query = keyset(
+    return await entity_page(
+        session,
         select(PublishAttempt).where(PublishAttempt.post_id == post_id),
         PublishAttempt.id,
         limit=limit,
         cursor=cursor,
     )
-    return page_of((await session.execute(query)).scalars().all(), limit, lambda a: a.id)
 
 
 async def resolve_target(

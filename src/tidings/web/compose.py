@@ -50,7 +50,7 @@ from tidings.scheduled_posts.schemas import (
 from tidings.scheduled_posts.validation import validate_for_publish
 from tidings.timefmt import utcnow
 from tidings.web.deps import CurrentViewer, Viewer, checked_form
-from tidings.web.render import redirect, render
+from tidings.web.render import redirect, render, sentence
 
 router = APIRouter(include_in_schema=False)
 
@@ -480,7 +480,7 @@ def plain(problem: Problem, channels: Mapping[str, Channel]) -> str:
         channel = channels.get(cid)
         for prefix in (f"channel {cid}: ", f"channel {cid} ({channel.name if channel else ''}): "):
             message = message.removeprefix(prefix)
-    return message[:1].upper() + message[1:]
+    return sentence(message)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from tidings.db.session import SessionDep
 from tidings.errors import BadRequest, Forbidden, TidingsError
 from tidings.timefmt import utcnow
 from tidings.web.deps import Viewer, checked_form, sign_in_url, viewer_of
-from tidings.web.render import redirect, render
+from tidings.web.render import redirect, render, sentence
 from tidings.workspaces import invitations, passwords
 from tidings.workspaces import service as workspace_service
 
@@ -30,6 +30,13 @@ def _private(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _confirmed(password: str, confirmation: str) -> str:
+    """A new password typed twice, as far as a password may go (400 if the two differ)."""
+    if password != confirmation:
+        raise BadRequest("the password and its confirmation differ")
+    return password[:1024]
 
 
 async def _viewer(request: Request, session: SessionDep) -> Viewer | None:
@@ -88,12 +95,11 @@ async def accept_invitation(
     if viewer is not None:
         await checked_form(request, viewer)
     try:
-        if viewer is None and password != confirm_password:
-            raise BadRequest("the password and its confirmation differ")
+        chosen = _confirmed(password, confirm_password) if viewer is None else password[:1024]
         member = await invitations.accept(
             session,
             token=token,
-            password=password[:1024] or None,
+            password=chosen or None,
             principal=viewer.principal if viewer else None,
             now=utcnow(),
         )
@@ -102,9 +108,8 @@ async def accept_invitation(
             raise
         # Something the person can fix here (a short password, the wrong account).
         await session.rollback()
-        message = exc.message[:1].upper() + exc.message[1:]
         return await _invitation_page(
-            request, session, token, error=message, status_code=exc.status_code
+            request, session, token, error=sentence(exc.message), status_code=exc.status_code
         )
     workspace = (
         await workspace_service.get_workspace(session, member.membership.workspace_id)
@@ -157,13 +162,14 @@ async def reset_password(
     confirm_password: Annotated[str, Form()] = "",
 ) -> Response:
     try:
-        if password != confirm_password:
-            raise BadRequest("the password and its confirmation differ")
-        user = await passwords.use_reset(session, token, password[:1024], utcnow())
+        user = await passwords.use_reset(
+            session, token, _confirmed(password, confirm_password), utcnow()
+        )
     except BadRequest as exc:
         await session.rollback()
-        message = exc.message[:1].upper() + exc.message[1:]
-        return await _reset_page(request, session, token, error=message, status_code=400)
+        return await _reset_page(
+            request, session, token, error=sentence(exc.message), status_code=400
+        )
     response = redirect(
         "/app/signin", f"Password set for {user.email}: sign in with it. Other sign-ins ended."
     )

@@ -54,6 +54,11 @@ def render(
     return response
 
 
+def sentence(message: str) -> str:
+    """A message as the services word it (lower-case, for the API) as a page says it."""
+    return message[:1].upper() + message[1:]
+
+
 def redirect(url: str, message: str | None = None, *, kind: str = "success") -> Response:
     """The answer to an action: go to `url` and show `message` there once."""
     response = RedirectResponse(url, status_code=303)

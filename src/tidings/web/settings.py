@@ -22,7 +22,7 @@ from tidings.paging import MAX_PAGE, every_page
 from tidings.timefmt import utcnow
 from tidings.web.channels import PLATFORM_NAMES
 from tidings.web.deps import CurrentViewer, Viewer, checked_form
-from tidings.web.render import redirect, render
+from tidings.web.render import redirect, render, sentence
 from tidings.workspaces import invitations, passwords
 from tidings.workspaces import service as workspace_service
 from tidings.workspaces.models import Role
@@ -66,7 +66,11 @@ async def _page(
     keys = await auth_service.list_api_keys(session, viewer.principal) if viewer.manages else []
     apps = await channel_service.list_apps(session, viewer.workspace_id) if viewer.manages else []
     pending = (
-        await invitations.list_pending(session, viewer.principal, utcnow())
+        await every_page(
+            lambda cursor: invitations.list_pending(
+                session, viewer.principal, utcnow(), limit=MAX_PAGE, cursor=cursor
+            )
+        )
         if viewer.manages
         else []
     )
@@ -112,8 +116,13 @@ async def _refused(session: AsyncSession, exc: TidingsError, anchor: str) -> Res
     A forbidden action stays an error page (the page never offered it)."""
     if isinstance(exc, Forbidden):
         raise exc
+    return await _said(session, exc, anchor)
+
+
+async def _said(session: AsyncSession, exc: TidingsError, anchor: str) -> Response:
+    """A refusal said on the page at `anchor`, with nothing of the action kept."""
     await session.rollback()
-    return redirect(f"{PAGE}#{anchor}", exc.message[:1].upper() + exc.message[1:], kind="error")
+    return redirect(f"{PAGE}#{anchor}", sentence(exc.message), kind="error")
 
 
 @router.post(f"{PAGE}/invitations", response_class=HTMLResponse)
@@ -227,10 +236,7 @@ async def change_password(request: Request, viewer: CurrentViewer, session: Sess
     except TidingsError as exc:
         if isinstance(exc, Forbidden):
             # A wrong current password is the person's to fix, not a forbidden action.
-            await session.rollback()
-            return redirect(
-                f"{PAGE}#password", exc.message[:1].upper() + exc.message[1:], kind="error"
-            )
+            return await _said(session, exc, "password")
         return await _refused(session, exc, "password")
     return redirect(f"{PAGE}#password", "Password changed. Your other sign-ins have ended.")
 

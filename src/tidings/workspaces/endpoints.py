@@ -9,7 +9,7 @@ one; the last owner stays). People join only by accepting an invitation."""
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
 
 from tidings.auth.deps import SESSION_COOKIE, CurrentPrincipal, current_principal
 from tidings.auth.principal import Principal
@@ -116,20 +116,15 @@ async def create_invitation(
 async def list_invitations(
     principal: CurrentPrincipal,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> InvitationList:
     """The invitations still pending (owners and admins), newest first; page with
     `nextCursor`."""
-    # One more than asked says whether there is a next page.
-    found = await invitations.list_pending(
-        session, principal, utcnow(), limit=limit + 1, before=cursor
+    pending, next_cursor = await invitations.list_pending(
+        session, principal, utcnow(), limit=limit, cursor=cursor
     )
-    page = found[:limit]
-    more = len(found) > limit
-    return InvitationList(
-        data=[_invitation_out(i) for i in page], nextCursor=page[-1].id if more else None
-    )
+    return InvitationList(data=[_invitation_out(i) for i in pending], nextCursor=next_cursor)
 
 
 @members_router.delete("/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)

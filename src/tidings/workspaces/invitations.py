@@ -7,8 +7,6 @@ this workspace (whose members the inviter can list anyway). Nobody's account is 
 until its owner accepts. A link is a random token; only its SHA-256 is stored.
 """
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -23,6 +21,7 @@ from tidings.auth.principal import AuthMethod, Principal
 from tidings.errors import BadRequest, Conflict, Forbidden, NotFound
 from tidings.ids import new_id
 from tidings.mail import Mailer
+from tidings.paging import entity_page
 from tidings.workspaces.models import Invitation, Membership, Role, Workspace
 from tidings.workspaces.service import (
     Member,
@@ -31,20 +30,10 @@ from tidings.workspaces.service import (
     normalise_email,
     owners_only,
 )
+from tidings.workspaces.tokens import find_by_token, link_url, new_token
 
 #: Where a link leads in the web app, under TIDINGS_PUBLIC_URL.
 INVITATION_PATH = "/app/invitations/"
-
-
-def token_hash(token: str) -> str:
-    """What is stored of a link's token: its SHA-256 (the token has 256 random bits)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> tuple[str, str]:
-    """A fresh link token and its hash."""
-    token = secrets.token_urlsafe(32)
-    return token, token_hash(token)
 
 
 @dataclass(frozen=True)
@@ -56,7 +45,7 @@ class IssuedInvitation:
 
 
 def invitation_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}{INVITATION_PATH}{token}"
+    return link_url(public_url, INVITATION_PATH, token)
 
 
 def is_pending(invitation: Invitation, now: datetime) -> bool:
@@ -117,31 +106,24 @@ async def invite(
 
 
 async def list_pending(
-    session: AsyncSession,
-    principal: Principal,
-    now: datetime,
-    *,
-    limit: int | None = None,
-    before: str | None = None,
-) -> list[Invitation]:
-    """The workspace's invitations not yet accepted, revoked or expired, newest first (ids
-    are time-ordered): at most `limit`, made before the invitation `before` if given."""
+    session: AsyncSession, principal: Principal, now: datetime, *, limit: int, cursor: str | None
+) -> tuple[list[Invitation], str | None]:
+    """A page of the workspace's invitations not yet accepted, revoked or expired, newest
+    first (ids are time-ordered), and the cursor of the next page."""
     authorize_manage_members(principal)
-    query = (
-        select(Invitation)
-        .where(
+    return await entity_page(
+        session,
+        select(Invitation).where(
             Invitation.workspace_id == principal.workspace_id,
             Invitation.accepted_at.is_(None),
             Invitation.revoked_at.is_(None),
             Invitation.expires_at > now,
-        )
-        .order_by(Invitation.id.desc())
+        ),
+        Invitation.id,
+        limit=limit,
+        cursor=cursor,
+        descending=True,
     )
-    if before is not None:
-        query = query.where(Invitation.id < before)
-    if limit is not None:
-        query = query.limit(limit)
-    return list((await session.execute(query)).scalars())
 
 
 async def revoke(
@@ -178,11 +160,7 @@ async def open_invitation(
 ) -> OpenInvitation:
     """The invitation a link carries, if it can still be accepted (404 unknown; 409 used,
     revoked or expired, saying which)."""
-    query = select(Invitation).where(Invitation.token_hash == token_hash(token))
-    if lock:
-        # Two acceptances of one link at once: the second waits, then sees it used.
-        query = query.with_for_update()
-    invitation = await session.scalar(query)
+    invitation = await find_by_token(session, Invitation, Invitation.token_hash, token, lock=lock)
     if invitation is None:
         raise NotFound("this invitation link is not valid; ask for a new one")
     if invitation.accepted_at is not None:

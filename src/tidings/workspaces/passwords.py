@@ -16,7 +16,6 @@ from tidings.auth.passwords import hash_password, verify_password
 from tidings.auth.principal import AuthMethod, Principal
 from tidings.errors import Conflict, Forbidden, NotFound, Unauthorized
 from tidings.mail import Mailer
-from tidings.workspaces.invitations import new_token, token_hash
 from tidings.workspaces.models import Membership, PasswordReset, Role
 from tidings.workspaces.service import (
     Member,
@@ -26,13 +25,14 @@ from tidings.workspaces.service import (
     normalise_email,
     owners_only,
 )
+from tidings.workspaces.tokens import find_by_token, link_url, new_token
 
 #: Where a reset link leads in the web app, under TIDINGS_PUBLIC_URL.
 RESET_PATH = "/app/password-reset/"
 
 
 def reset_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}{RESET_PATH}{token}"
+    return link_url(public_url, RESET_PATH, token)
 
 
 async def _set_password(
@@ -135,10 +135,7 @@ async def open_reset(
 ) -> tuple[PasswordReset, User]:
     """The reset a link carries if it can still be used (404 unknown; 409 used or expired,
     or the person left the workspace that made it)."""
-    query = select(PasswordReset).where(PasswordReset.token_hash == token_hash(token))
-    if lock:
-        query = query.with_for_update()
-    reset = await session.scalar(query)
+    reset = await find_by_token(session, PasswordReset, PasswordReset.token_hash, token, lock=lock)
     if reset is None:
         raise NotFound("this password reset link is not valid; ask for a new one")
     if reset.used_at is not None:
