@@ -10,13 +10,19 @@ from tidings.channels.models import PlatformApp
 
 async def test_set_replace_list_and_delete(world: World) -> None:
     api = await world.person("admin")
-    r = await api.put("/platform-apps/instagram", json={"clientId": "123", "clientSecret": "s1"})
+    r = await api.put(
+        "/platform-apps/instagram", json={"clientId": "123", "clientSecret": "secret one"}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["clientId"] == "123"
     assert "clientSecret" not in r.json()
-    r = await api.put("/platform-apps/instagram", json={"clientId": "456", "clientSecret": "s2"})
+    r = await api.put(
+        "/platform-apps/instagram", json={"clientId": "456", "clientSecret": "secret two"}
+    )
     assert r.json()["clientId"] == "456"
-    await api.put("/platform-apps/threads", json={"clientId": "789", "clientSecret": "s3"})
+    await api.put(
+        "/platform-apps/threads", json={"clientId": "789", "clientSecret": "secret three"}
+    )
     r = await api.get("/platform-apps")
     assert [(a["platform"], a["clientId"]) for a in r.json()["data"]] == [
         ("instagram", "456"),
@@ -25,8 +31,8 @@ async def test_set_replace_list_and_delete(world: World) -> None:
     async with world.db.transaction(write=False) as session:
         app = await session.get(PlatformApp, (world.workspace_id, "instagram"))
         assert app is not None
-        assert b"s2" not in app.client_secret
-        assert world.state.box.open(app.client_secret) == "s2"
+        assert b"secret two" not in app.client_secret  # (a space is never in base64)
+        assert world.state.box.open(app.client_secret) == "secret two"
     assert (await api.delete("/platform-apps/threads")).status_code == 204
     assert (await api.delete("/platform-apps/threads")).status_code == 404
     assert [a["platform"] for a in (await api.get("/platform-apps")).json()["data"]] == [
